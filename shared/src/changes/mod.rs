@@ -1,0 +1,57 @@
+//! `changes.fifo`: the hand-off from ingestion to the processor. One message per accepted
+//! event, grouped by entity key (per-entity order) and deduplicated by content hash.
+
+mod sqs;
+
+pub use sqs::SqsChangeQueue;
+
+use crate::aws::AwsError;
+use crate::inbox::Source;
+use crate::live_events::{Format, LiveEvent};
+use crate::live_events::time::format_sortable;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the message body below; bump on incompatible change.
+pub const CHANGE_MESSAGE_VERSION: u32 = 1;
+
+/// The body of a `changes.fifo` message. It carries the whole event so the processor needs
+/// no inbox read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeMessage {
+    pub version: u32,
+    /// Content hash: the event's identity and the correlation id across every function.
+    pub event_hash: String,
+    pub entity_key: String,
+    pub event_name: String,
+    pub event_time: String,
+    pub format: Format,
+    pub source: Source,
+    pub received_at: String,
+    pub payload: Value,
+}
+
+impl ChangeMessage {
+    pub fn new(event: &LiveEvent, source: Source, received_at: DateTime<Utc>) -> Self {
+        Self {
+            version: CHANGE_MESSAGE_VERSION,
+            event_hash: event.content_hash.clone(),
+            entity_key: event.entity_key.as_str().to_string(),
+            event_name: event.event_name.clone(),
+            event_time: format_sortable(&event.event_time),
+            format: event.format,
+            source,
+            received_at: format_sortable(&received_at),
+            payload: event.payload.clone(),
+        }
+    }
+}
+
+#[async_trait]
+pub trait ChangeQueue: Send + Sync {
+    /// Sends every message; the result has one entry per message, in order, so a partial
+    /// failure affects only the messages that failed.
+    async fn enqueue(&self, messages: &[ChangeMessage]) -> Vec<Result<(), AwsError>>;
+}

@@ -1,0 +1,18 @@
+//! coursewire's shared library: the domain model, the ports (traits) the functions depend
+//! on, and their AWS/HTTP adapters. Every function binary is a thin wrapper around this crate,
+//! so the same handler runs under Lambda, under the local stack and in tests.
+//!
+//! - [`live_events`]: Canvas and Caliper envelopes → [`live_events::LiveEvent`]
+//! - [`jwt`]: strict verification of Canvas's signed events against its rotating JWKS
+//! - [`inbox`]: every accepted raw event, deduplicated by content hash (DynamoDB)
+//! - [`changes`]: the hand-off to the processor on `changes.fifo` (SQS FIFO)
+//! - [`ingest`]: the receive path shared by `ingest-https` and `ingest-sqs`
+//! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
+
+pub mod aws;
+pub mod changes;
+pub mod inbox;
+pub mod ingest;
+pub mod jwt;
+pub mod live_events;
+pub mod telemetry;

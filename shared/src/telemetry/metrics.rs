@@ -1,0 +1,193 @@
+//! Metrics collected per invocation and flushed as CloudWatch EMF.
+
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub const NAMESPACE: &str = "coursewire";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Seconds,
+    None,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Seconds => "Seconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub unit: Unit,
+    pub values: Vec<f64>,
+}
+
+/// Metrics that share one set of dimensions: one EMF line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSet {
+    pub dimensions: Vec<(String, String)>,
+    pub metrics: Vec<Metric>,
+}
+
+impl MetricSet {
+    pub fn dimension(&self, name: &str) -> Option<&str> {
+        self.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Sum of a metric's values, 0 when absent.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.metrics.iter().filter(|m| m.name == name).flat_map(|m| m.values.iter()).sum()
+    }
+}
+
+/// Where flushed metrics go: stdout EMF under Lambda, an in-memory collector under the local
+/// runner (its summary is built from the very metrics the functions emit).
+pub trait MetricsSink: Send + Sync {
+    fn publish(&self, sets: Vec<MetricSet>);
+}
+
+/// Prints one EMF JSON line per metric set.
+pub struct StdoutEmf;
+
+impl MetricsSink for StdoutEmf {
+    fn publish(&self, sets: Vec<MetricSet>) {
+        let now = chrono::Utc::now().timestamp_millis();
+        for set in sets {
+            println!("{}", emf_line(&set, now));
+        }
+    }
+}
+
+/// Renders a metric set as an EMF document.
+pub fn emf_line(set: &MetricSet, timestamp_millis: i64) -> Value {
+    let dimension_names: Vec<&str> = set.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+    let definitions: Vec<Value> = set
+        .metrics
+        .iter()
+        .map(|m| json!({"Name": m.name, "Unit": m.unit.as_str()}))
+        .collect();
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_millis,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dimension_names],
+                "Metrics": definitions,
+            }]
+        }),
+    );
+    for (k, v) in &set.dimensions {
+        doc.insert(k.clone(), Value::String(v.clone()));
+    }
+    for m in &set.metrics {
+        let value = match m.values.as_slice() {
+            [single] => json!(single),
+            many => json!(many),
+        };
+        doc.insert(m.name.clone(), value);
+    }
+    Value::Object(doc)
+}
+
+type DimensionKey = Vec<(String, String)>;
+
+/// An accumulator for one invocation: cheap to record into, flushed once at the end.
+pub struct Metrics {
+    base: Vec<(String, String)>,
+    sink: Arc<dyn MetricsSink>,
+    pending: Mutex<BTreeMap<DimensionKey, BTreeMap<String, (Unit, Vec<f64>)>>>,
+}
+
+impl Metrics {
+    /// `function` becomes the `Function` dimension of every metric.
+    pub fn new(sink: Arc<dyn MetricsSink>, function: &str) -> Self {
+        Self { base: vec![("Function".into(), function.into())], sink, pending: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn count(&self, name: &str, extra: &[(&str, &str)], n: u64) {
+        if n > 0 {
+            self.record(name, extra, Unit::Count, n as f64);
+        }
+    }
+
+    pub fn record(&self, name: &str, extra: &[(&str, &str)], unit: Unit, value: f64) {
+        let mut dims = self.base.clone();
+        dims.extend(extra.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let entry = pending.entry(dims).or_default().entry(name.to_string()).or_insert((unit, Vec::new()));
+        // Counts add up; other units keep each observation (EMF takes arrays of values).
+        match (unit, entry.1.first_mut()) {
+            (Unit::Count, Some(total)) => *total += value,
+            _ => entry.1.push(value),
+        }
+    }
+
+    /// Publishes everything recorded so far and resets.
+    pub fn flush(&self) {
+        let drained = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        if drained.is_empty() {
+            return;
+        }
+        let sets = drained
+            .into_iter()
+            .map(|(dimensions, metrics)| MetricSet {
+                dimensions,
+                metrics: metrics.into_iter().map(|(name, (unit, values))| Metric { name, unit, values }).collect(),
+            })
+            .collect();
+        self.sink.publish(sets);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Capture(Mutex<Vec<MetricSet>>);
+    impl MetricsSink for Capture {
+        fn publish(&self, sets: Vec<MetricSet>) {
+            self.0.lock().unwrap().extend(sets);
+        }
+    }
+
+    #[test]
+    fn counts_add_up_and_dimensions_split_lines() {
+        let sink = Arc::new(Capture(Mutex::new(vec![])));
+        let m = Metrics::new(sink.clone(), "ingest-sqs");
+        m.count("EventsAccepted", &[("Source", "sqs")], 2);
+        m.count("EventsAccepted", &[("Source", "sqs")], 3);
+        m.count("EventsRejected", &[("Source", "sqs"), ("Reason", "invalid_json")], 1);
+        m.record("IngestLatency", &[("Source", "sqs")], Unit::Milliseconds, 4.0);
+        m.record("IngestLatency", &[("Source", "sqs")], Unit::Milliseconds, 6.0);
+        m.flush();
+        let sets = sink.0.lock().unwrap().clone();
+        assert_eq!(sets.len(), 2);
+        let plain = sets.iter().find(|s| s.dimension("Reason").is_none()).unwrap();
+        assert_eq!(plain.sum("EventsAccepted"), 5.0);
+        assert_eq!(plain.metrics.iter().find(|m| m.name == "IngestLatency").unwrap().values, vec![4.0, 6.0]);
+        let line = emf_line(plain, 1);
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0], json!(["Function", "Source"]));
+        assert_eq!(line["EventsAccepted"], json!(5.0));
+        assert_eq!(line["Function"], json!("ingest-sqs"));
+        m.flush();
+        assert_eq!(sink.0.lock().unwrap().len(), 2, "flush resets");
+    }
+}
