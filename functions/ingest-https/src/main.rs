@@ -16,10 +16,10 @@ async fn main() -> Result<(), Error> {
         return Err("CANVAS_JWKS_URL is required unless ALLOW_UNSIGNED_EVENTS is true".into());
     }
     // Fetch the JWKS during init so the first event does not wait for it.
-    if let Some(verifier) = ingestor.verifier() {
-        if let Err(e) = verifier.key_cache().warm().await {
-            tracing::warn!(error = %e, "JWKS not loaded at start; will retry on the first event");
-        }
+    if let Some(verifier) = ingestor.verifier()
+        && let Err(e) = verifier.key_cache().warm().await
+    {
+        tracing::warn!(error = %e, "JWKS not loaded at start; will retry on the first event");
     }
 
     lambda_http::run(service_fn(move |request: Request| {

@@ -5,8 +5,10 @@
 
 use super::VerifyError;
 use async_trait::async_trait;
-use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -17,6 +19,25 @@ pub enum JwksError {
     Fetch(String),
     #[error("the JWKS is not valid JSON Web Key Set: {0}")]
     Invalid(String),
+}
+
+/// A JSON Web Key Set as served at a JWKS URL. Keys are kept as raw JSON so that one key we
+/// cannot use does not make the whole set unreadable.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwkSet {
+    pub keys: Vec<serde_json::Value>,
+}
+
+/// The fields of a JWK that matter for RS256 verification.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Jwk {
+    pub kty: String,
+    pub kid: Option<String>,
+    #[serde(rename = "use")]
+    pub key_use: Option<String>,
+    pub alg: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
 }
 
 /// Where keys come from (a port: HTTP in production, the simulator's HTTP in tests).
@@ -71,7 +92,7 @@ impl Default for KeyCacheSettings {
 
 #[derive(Default)]
 struct Snapshot {
-    keys: HashMap<String, Arc<DecodingKey>>,
+    keys: HashMap<String, Arc<ParsedPublicKey>>,
     fetched_at: Option<Instant>,
 }
 
@@ -108,7 +129,7 @@ impl KeyCache {
         self.refresh(&mut gate).await
     }
 
-    pub(super) async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, VerifyError> {
+    pub(super) async fn key(&self, kid: &str) -> Result<Arc<ParsedPublicKey>, VerifyError> {
         let snapshot = self.current();
         let fresh = snapshot.fetched_at.is_some_and(|t| t.elapsed() < self.settings.max_age);
         if let (Some(key), true) = (snapshot.keys.get(kid), fresh) {
@@ -129,11 +150,9 @@ impl KeyCache {
             // rate limit.
             Some(last) => !fresh || (known.is_none() && last.elapsed() >= self.settings.min_refetch),
         };
-        if may_fetch {
-            if let Err(e) = self.refresh(&mut gate).await {
-                // Stale keys beat no keys: keep verifying with what we have.
-                return known.ok_or(e);
-            }
+        if may_fetch && let Err(e) = self.refresh(&mut gate).await {
+            // Stale keys beat no keys: keep verifying with what we have.
+            return known.ok_or(e);
         }
         self.current().keys.get(kid).cloned().ok_or(VerifyError::UnknownKid)
     }
@@ -163,17 +182,24 @@ impl KeyCache {
 }
 
 /// RSA signing keys only; anything else in the set (encryption keys, EC keys, keys marked
-/// for another algorithm) is ignored rather than trusted.
-fn usable_keys(set: &JwkSet) -> HashMap<String, Arc<DecodingKey>> {
+/// for another algorithm, keys shorter than 2048 bits) is ignored rather than trusted.
+fn usable_keys(set: &JwkSet) -> HashMap<String, Arc<ParsedPublicKey>> {
     set.keys
         .iter()
-        .filter(|jwk| !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)))
-        .filter(|jwk| matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256)))
+        .filter_map(|raw| serde_json::from_value::<Jwk>(raw.clone()).ok())
+        .filter(|jwk| jwk.kty == "RSA")
+        .filter(|jwk| jwk.key_use.as_deref().is_none_or(|u| u == "sig"))
+        .filter(|jwk| jwk.alg.as_deref().is_none_or(|a| a == "RS256"))
         .filter_map(|jwk| {
-            let kid = jwk.common.key_id.clone()?;
-            let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else { return None };
-            let key = DecodingKey::from_rsa_components(&rsa.n, &rsa.e).ok()?;
-            Some((kid, Arc::new(key)))
+            let n = URL_SAFE_NO_PAD.decode(jwk.n.as_deref()?.trim_end_matches('=')).ok()?;
+            let e = URL_SAFE_NO_PAD.decode(jwk.e.as_deref()?.trim_end_matches('=')).ok()?;
+            if n.len() < 256 {
+                return None;
+            }
+            let key = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
+                .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+                .ok()?;
+            Some((jwk.kid?, Arc::new(key)))
         })
         .collect()
 }

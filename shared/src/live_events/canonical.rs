@@ -1,54 +1,61 @@
 //! Canonical JSON for content hashing: object keys sorted, no insignificant whitespace.
-//! Written out by hand so the hash does not depend on serde_json's map ordering feature
-//! (any crate in the build may switch on `preserve_order`).
+//! Written out here so the hash does not depend on serde_json's map ordering (any crate in
+//! the build may switch on `preserve_order`); objects already in order, the common case, are
+//! not re-sorted.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Hex SHA-256 of the canonical form of `value`.
 pub fn hash(value: &Value) -> String {
-    let mut hasher = Sha256::new();
-    let mut scratch = Vec::with_capacity(64);
-    write(value, &mut hasher, &mut scratch);
-    hex::encode(hasher.finalize())
+    let mut buffer = Vec::with_capacity(4096);
+    write(value, &mut buffer);
+    hex::encode(Sha256::digest(&buffer))
 }
 
-fn write(value: &Value, out: &mut Sha256, scratch: &mut Vec<u8>) {
+fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.update(b"{");
-            for (i, (key, val)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.update(b",");
-                }
-                write_scalar(&Value::String(key.clone()), out, scratch);
-                out.update(b":");
-                write(val, out, scratch);
-            }
-            out.update(b"}");
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
-            out.update(b"[");
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.update(b",");
+                    out.push(b',');
                 }
-                write(item, out, scratch);
+                write(item, out);
             }
-            out.update(b"]");
+            out.push(b']');
         }
-        scalar => write_scalar(scalar, out, scratch),
+        // Scalars serialise into a Vec infallibly.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
-fn write_scalar(value: &Value, out: &mut Sha256, scratch: &mut Vec<u8>) {
-    scratch.clear();
-    // Serialising a scalar into a Vec cannot fail.
-    if serde_json::to_writer(&mut *scratch, value).is_ok() {
-        out.update(&scratch[..]);
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
+    out.push(b'{');
+    let mut entry = |i: usize, key: &String, val: &Value, out: &mut Vec<u8>| {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key.as_str());
+        out.push(b':');
+        write(val, out);
+    };
+    if sorted {
+        for (i, (key, val)) in map.iter().enumerate() {
+            entry(i, key, val, out);
+        }
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (i, (key, val)) in entries.into_iter().enumerate() {
+            entry(i, key, val, out);
+        }
     }
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -60,6 +67,14 @@ mod tests {
         let a: Value = serde_json::from_str(r#"{"b": [1, {"y": 2, "x": "é"}], "a": null}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":null,"b":[1,{"x":"é","y":2}]}"#).unwrap();
         assert_eq!(hash(&a), hash(&b));
+    }
+
+    #[test]
+    fn canonical_text_is_sorted_and_compact() {
+        let a: Value = serde_json::from_str(r#"{"b": {"d": 1, "c": "\"q\""}, "a": [true, 1.5]}"#).unwrap();
+        let mut out = Vec::new();
+        write(&a, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":[true,1.5],"b":{"c":"\"q\"","d":1}}"#);
     }
 
     #[test]

@@ -102,12 +102,14 @@ pub fn emf_line(set: &MetricSet, timestamp_millis: i64) -> Value {
 }
 
 type DimensionKey = Vec<(String, String)>;
+/// Metric name → (unit, observations), per dimension set.
+type Pending = BTreeMap<DimensionKey, BTreeMap<String, (Unit, Vec<f64>)>>;
 
 /// An accumulator for one invocation: cheap to record into, flushed once at the end.
 pub struct Metrics {
     base: Vec<(String, String)>,
     sink: Arc<dyn MetricsSink>,
-    pending: Mutex<BTreeMap<DimensionKey, BTreeMap<String, (Unit, Vec<f64>)>>>,
+    pending: Mutex<Pending>,
 }
 
 impl Metrics {
