@@ -5,3 +5,5 @@ pub mod moto;
 pub mod provision;
 pub mod repo;
 pub mod template;
+pub mod functions;
+pub mod stack;

@@ -82,12 +82,17 @@ impl SigningKey {
 
     /// Compact RS256 JWS over `claims` with this key's kid (or `kid_override`).
     fn sign_rs256(&self, claims: &Value, kid_override: Option<&str>) -> String {
+        self.sign_payload_segment(&URL_SAFE_NO_PAD.encode(claims.to_string()), kid_override)
+    }
+
+    /// Signs an already-encoded claims segment (which need not be valid JSON).
+    fn sign_payload_segment(&self, payload: &str, kid_override: Option<&str>) -> String {
         let header = json!({
             "alg": "RS256",
             "typ": "JWT",
             "kid": kid_override.unwrap_or(&self.kid),
         });
-        let signing_input = signing_input(&header, claims);
+        let signing_input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
         let mut signature = vec![0u8; self.pair.public_modulus_len()];
         self.pair
             .sign(
@@ -199,6 +204,12 @@ impl KeyRing {
     pub fn sign_with(&self, slot: KeySlot, claims: &Value) -> String {
         // Clone the Arc so the RSA operation runs without holding the lock.
         self.key(slot).sign_rs256(claims, None)
+    }
+
+    /// A correctly signed token whose claims are `claims_text` verbatim, valid JSON or not:
+    /// for testing what a receiver does with garbage from an authenticated sender.
+    pub fn sign_raw_claims(&self, claims_text: &str) -> String {
+        self.key(KeySlot::Current).sign_payload_segment(&URL_SAFE_NO_PAD.encode(claims_text), None)
     }
 
     /// Unsigned token (`alg: none`, empty signature) carrying the current kid.

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod emitter;
+pub mod faults;
 mod generator;
 pub mod keys;
 pub mod scenario;
@@ -27,6 +28,7 @@ pub mod server;
 pub use emitter::{
     CANVAS_HTTP_TIMEOUT, Delivered, EmitError, Emitter, JWT_LIFETIME_SECS, SendReport,
 };
+pub use faults::{Fault, FaultDelivery, rejection_cases};
 pub use keys::{KeyError, KeyRing, KeySlot};
 pub use scenario::{
     Delivery, ENTITY_TYPES, EVENT_NAMES, Emission, EntityKey, EntityState, Format, SHARD,

@@ -4,7 +4,7 @@
 use super::{Admission, Inbox, Reject, Source};
 use crate::aws::{AwsError, classify};
 use crate::live_events::LiveEvent;
-use crate::live_events::time::format_sortable;
+use crate::live_events::time::{format_sortable, parse_event_time};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -88,14 +88,17 @@ impl Inbox for DynamoInbox {
             Ok(_) => Ok(Admission::New),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let status = match failed.item() {
-                        Some(old) => old.get("status").and_then(|v| v.as_s().ok()).cloned(),
+                    let old = match failed.item() {
+                        Some(old) => Some(old.clone()),
                         // Older DynamoDB emulators do not return the old item: ask.
-                        None => self.status_of(hash).await?,
+                        None => self.existing(hash).await?,
                     };
-                    Ok(match status.as_deref() {
+                    let text = |name: &str| old.as_ref()?.get(name)?.as_s().ok().cloned();
+                    Ok(match text("status").as_deref() {
                         Some(STATUS_ENQUEUED) => Admission::Duplicate,
-                        _ => Admission::Unfinished,
+                        _ => Admission::Unfinished {
+                            first_received: text("received_at").and_then(|t| parse_event_time(&t)),
+                        },
                     })
                 }
                 _ => Err(classify(&err)),
@@ -143,18 +146,18 @@ impl Inbox for DynamoInbox {
 }
 
 impl DynamoInbox {
-    async fn status_of(&self, content_hash: &str) -> Result<Option<String>, AwsError> {
+    async fn existing(&self, content_hash: &str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("pk", s(Self::event_pk(content_hash)))
             .consistent_read(true)
-            .projection_expression("#status")
+            .projection_expression("#status, received_at")
             .expression_attribute_names("#status", "status")
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        Ok(out.item().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok()).cloned())
+        Ok(out.item().cloned())
     }
 }

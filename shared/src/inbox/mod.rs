@@ -35,9 +35,11 @@ pub enum Admission {
     New,
     /// Seen before and already handed to `changes.fifo`: drop.
     Duplicate,
-    /// Seen before, but the earlier attempt stopped before it was enqueued (a crash or a
-    /// failed send): enqueue again.
-    Unfinished,
+    /// Seen before, but not marked enqueued: either a concurrent delivery of the same event
+    /// is between its put and its send right now, or an earlier attempt stopped there (a
+    /// crash or a failed send). Either way the event is enqueued again — `changes.fifo`
+    /// deduplicates by content hash — and `first_received` tells the two apart for metrics.
+    Unfinished { first_received: Option<DateTime<Utc>> },
 }
 
 /// A payload that could not be accepted, kept for operators (with a short retention).

@@ -7,8 +7,11 @@
 
 use super::{Ingestor, Outcome};
 use crate::inbox::Source;
+use crate::jwt::VerifyError;
 use crate::live_events::{self, DeliveryHints, LiveEvent};
 use crate::telemetry::{Metrics, Unit};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{Method, Request, Response, StatusCode};
@@ -60,7 +63,8 @@ impl Ingestor {
             return error(StatusCode::BAD_REQUEST, "empty_body", "the request body is empty");
         }
 
-        let (parsed, raw_for_reject) = if text.first() == Some(&b'{') {
+        // Which bytes to keep if the event is rejected after authentication.
+        let (parsed, token) = if text.first() == Some(&b'{') {
             if !self.settings.allow_unsigned {
                 metrics.count("AuthFailures", &[("Source", "https"), ("Reason", "unsigned")], 1);
                 return error(
@@ -69,7 +73,7 @@ impl Ingestor {
                     "unsigned events are not accepted: turn on Sign Payload in the Canvas subscription",
                 );
             }
-            (live_events::parse_json(text, DeliveryHints::default()), Bytes::copy_from_slice(text))
+            (live_events::parse_json(text, DeliveryHints::default()), None)
         } else {
             let Some(verifier) = self.verifier.as_ref() else {
                 tracing::error!("a signed event arrived but no JWKS is configured");
@@ -80,9 +84,15 @@ impl Ingestor {
                 Err(_) => return self.unauthorized(metrics, "malformed_token", "body is neither JSON nor a JWT"),
             };
             match verifier.verify(token).await {
-                Ok(claims) => {
-                    let raw = Bytes::from(claims.to_string());
-                    (live_events::from_jwt_claims(claims), raw)
+                Ok(claims) => (live_events::from_jwt_claims(claims), Some(token)),
+                Err(VerifyError::InvalidClaims) => {
+                    // Authentic but unreadable: the sender's bug, not an attack. Keep it.
+                    let claims = token.split('.').nth(1).and_then(|c| URL_SAFE_NO_PAD.decode(c).ok()).unwrap_or_default();
+                    let reason = "the signed claims are not a JSON object";
+                    if let Err(store) = self.reject(Source::Https, "invalid_json", reason.into(), &claims, metrics).await {
+                        tracing::warn!(error = %store, "could not record reject");
+                    }
+                    return error(StatusCode::BAD_REQUEST, "invalid_json", reason);
                 }
                 Err(e) if e.is_transient() => {
                     metrics.count("JwksUnavailable", &[("Source", "https")], 1);
@@ -93,11 +103,16 @@ impl Ingestor {
             }
         };
 
+        // Only on the error path: the verified claims are re-read from the token.
+        let raw = || match token.and_then(|t| t.split('.').nth(1)) {
+            Some(claims) => Bytes::from(URL_SAFE_NO_PAD.decode(claims).unwrap_or_default()),
+            None => Bytes::copy_from_slice(text),
+        };
         let event: LiveEvent = match parsed {
             Ok(event) => event,
             Err(e) => {
                 let code = e.code();
-                if let Err(store) = self.reject(Source::Https, code, e.to_string(), &raw_for_reject, metrics).await {
+                if let Err(store) = self.reject(Source::Https, code, e.to_string(), &raw(), metrics).await {
                     tracing::warn!(error = %store, "could not record reject");
                 }
                 return error(StatusCode::BAD_REQUEST, code, e);
@@ -115,7 +130,7 @@ impl Ingestor {
                 }),
             ),
             Some(Err(e)) if !e.is_transient() => {
-                let _ = self.reject(Source::Https, "storage_rejected", e.to_string(), &raw_for_reject, metrics).await;
+                let _ = self.reject(Source::Https, "storage_rejected", e.to_string(), &raw(), metrics).await;
                 error(StatusCode::BAD_REQUEST, "storage_rejected", "the event cannot be stored")
             }
             _ => {

@@ -20,6 +20,10 @@ use futures::future::join_all;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A second delivery that finds the first one stored but not yet enqueued within this window
+/// is a concurrent duplicate; later, it is the retry of an attempt that stopped half-way.
+const IN_FLIGHT_WINDOW_SECS: i64 = 120;
+
 /// Rejected payloads are kept up to this size for operators to inspect.
 const REJECT_SAMPLE_BYTES: usize = 16 * 1024;
 
@@ -116,7 +120,11 @@ impl Ingestor {
             match admission {
                 Ok(Admission::Duplicate) => results[i] = Some(Ok(Outcome::Duplicate)),
                 Ok(Admission::New) => to_send.push((i, Outcome::Accepted)),
-                Ok(Admission::Unfinished) => to_send.push((i, Outcome::Recovered)),
+                Ok(Admission::Unfinished { first_received }) => {
+                    let in_flight = first_received
+                        .is_some_and(|t| (received_at - t).num_seconds() < IN_FLIGHT_WINDOW_SECS);
+                    to_send.push((i, if in_flight { Outcome::Duplicate } else { Outcome::Recovered }));
+                }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }

@@ -36,7 +36,7 @@ fn write(value: &Value, out: &mut Vec<u8>) {
 fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
     out.push(b'{');
-    let mut entry = |i: usize, key: &String, val: &Value, out: &mut Vec<u8>| {
+    let entry = |i: usize, key: &String, val: &Value, out: &mut Vec<u8>| {
         if i > 0 {
             out.push(b',');
         }

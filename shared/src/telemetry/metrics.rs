@@ -193,3 +193,73 @@ mod tests {
         assert_eq!(sink.0.lock().unwrap().len(), 2, "flush resets");
     }
 }
+
+/// Keeps every published metric set in memory: the local runner's summary and the tests read
+/// the same metrics the functions emit in production.
+#[derive(Default)]
+pub struct CollectingSink {
+    sets: Mutex<Vec<MetricSet>>,
+}
+
+impl CollectingSink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sum of `name` over every set whose dimensions include all of `filter`.
+    pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
+        self.with_sets(|sets| {
+            sets.iter()
+                .filter(|s| filter.iter().all(|(k, v)| s.dimension(k) == Some(*v)))
+                .map(|s| s.sum(name))
+                .sum()
+        })
+    }
+
+    /// Sums of `name` grouped by the value of dimension `by` (e.g. rejects by `Reason`).
+    pub fn sum_by(&self, name: &str, by: &str) -> BTreeMap<String, f64> {
+        self.with_sets(|sets| {
+            let mut out = BTreeMap::new();
+            for set in sets {
+                let total = set.sum(name);
+                if let (Some(value), true) = (set.dimension(by), total > 0.0) {
+                    *out.entry(value.to_string()).or_insert(0.0) += total;
+                }
+            }
+            out
+        })
+    }
+
+    /// Every observation of `name` (e.g. latencies), in publishing order.
+    pub fn values(&self, name: &str) -> Vec<f64> {
+        self.with_sets(|sets| {
+            sets.iter()
+                .flat_map(|s| s.metrics.iter().filter(|m| m.name == name).flat_map(|m| m.values.iter().copied()))
+                .collect()
+        })
+    }
+
+    pub fn clear(&self) {
+        self.with_sets_mut(Vec::clear);
+    }
+
+    fn with_sets<T>(&self, f: impl FnOnce(&Vec<MetricSet>) -> T) -> T {
+        match self.sets.lock() {
+            Ok(sets) => f(&sets),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn with_sets_mut(&self, f: impl FnOnce(&mut Vec<MetricSet>)) {
+        match self.sets.lock() {
+            Ok(mut sets) => f(&mut sets),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+impl MetricsSink for CollectingSink {
+    fn publish(&self, sets: Vec<MetricSet>) {
+        self.with_sets_mut(|all| all.extend(sets));
+    }
+}

@@ -1,0 +1,296 @@
+//! The local stack: moto for AWS, every table/queue/bus/rule created from `template.yaml`,
+//! and every function running in-process behind Lambda's event-source semantics (SQS
+//! pollers with partial batch failures and redrive, function URLs on local ports).
+
+use crate::event_sources::{CounterSnapshot, FunctionUrlOptions, FunctionUrlServer, ShutdownToken, SqsPoller, SqsPollerConfig};
+use crate::functions::{self, FunctionError};
+use crate::moto::{MotoError, MotoServer};
+use crate::provision::{Deployed, Overrides, ProvisionError, provision};
+use crate::repo::repo_root;
+use crate::template::{Template, TemplateError};
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
+use coursewire::telemetry::CollectingSink;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Moto(#[from] MotoError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error(transparent)]
+    Function(#[from] FunctionError),
+    #[error("event source: {0}")]
+    EventSource(#[from] crate::event_sources::EventSourceError),
+    #[error("repository root: {0}")]
+    Repo(String),
+    #[error("SQS: {0}")]
+    Sqs(String),
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Template parameter overrides (Stage, CanvasJwksUrl, CanvasJwtIssuer, ...).
+    pub overrides: Overrides,
+    /// Concurrent pollers per SQS event source (Lambda scales these; locally a few suffice).
+    pub pollers: usize,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self { overrides: Overrides::default(), pollers: 4 }
+    }
+}
+
+/// Queue depth as SQS reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+}
+
+impl QueueDepth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight
+    }
+}
+
+pub struct LocalStack {
+    moto: MotoServer,
+    pub deployed: Deployed,
+    pub aws: SdkConfig,
+    /// Every metric the in-process functions emitted.
+    pub metrics: Arc<CollectingSink>,
+    urls: BTreeMap<String, FunctionUrlServer>,
+    pollers: BTreeMap<String, SqsPoller>,
+    shutdown: ShutdownToken,
+}
+
+impl LocalStack {
+    /// Starts moto (installing it on first use), provisions from `template.yaml`, and starts
+    /// every function's event sources.
+    pub async fn start(options: StackOptions) -> Result<Self, StackError> {
+        let root = repo_root().map_err(|e| StackError::Repo(e.to_string()))?;
+        let moto = MotoServer::start(&root).await?;
+        let aws = moto.sdk_config();
+        let template = Template::load_repo()?;
+        let deployed = provision(&template, &aws, &options.overrides).await?;
+        let metrics = Arc::new(CollectingSink::new());
+        let shutdown = ShutdownToken::new();
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+
+        let mut urls = BTreeMap::new();
+        let mut pollers = BTreeMap::new();
+        for spec in &deployed.functions {
+            let function = functions::build(spec, &aws, metrics.clone())?;
+            if let (Some(handler), true) = (&function.http, spec.has_function_url()) {
+                let options = FunctionUrlOptions {
+                    port: 0,
+                    timeout: Duration::from_secs(spec.timeout_seconds.into()),
+                    shutdown: Some(shutdown.clone()),
+                };
+                let server = FunctionUrlServer::start_with(handler.clone(), options).await?;
+                tracing::info!(function = %spec.logical_id, url = server.url(), "function URL");
+                urls.insert(spec.logical_id.clone(), server);
+            }
+            for source in spec.sqs_events.iter().filter(|s| s.enabled) {
+                let Some(handler) = &function.sqs else { continue };
+                let mut config = SqsPollerConfig::for_event_source(&deployed, spec, source)?;
+                config.pollers = options.pollers;
+                let poller = SqsPoller::start(sqs.clone(), config, handler.clone(), &shutdown).await?;
+                pollers.insert(format!("{}/{}", spec.logical_id, source.name), poller);
+            }
+        }
+        Ok(Self { moto, deployed, aws, metrics, urls, pollers, shutdown })
+    }
+
+    /// The local URL of a function's Function URL, by logical id.
+    pub fn function_url(&self, logical_id: &str) -> Option<&str> {
+        self.urls.get(logical_id).map(FunctionUrlServer::url)
+    }
+
+    pub fn moto_endpoint(&self) -> &str {
+        self.moto.endpoint()
+    }
+
+    /// Queue URL by logical id (e.g. `CanvasLiveEventsQueue`).
+    pub fn queue_url(&self, logical_id: &str) -> Option<&str> {
+        self.deployed.queue_url(logical_id)
+    }
+
+    pub fn table_name(&self, logical_id: &str) -> Option<&str> {
+        self.deployed.table_name(logical_id)
+    }
+
+    pub async fn queue_depth(&self, logical_id: &str) -> Result<QueueDepth, StackError> {
+        let url = self.queue_url(logical_id).ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?;
+        let out = aws_sdk_sqs::Client::new(&self.aws)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| StackError::Sqs(e.to_string()))?;
+        let get = |name: QueueAttributeName| {
+            out.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        })
+    }
+
+    /// Event-source counters per poller (`Function/Event`) and per function URL.
+    pub fn counters(&self) -> BTreeMap<String, CounterSnapshot> {
+        let mut out = BTreeMap::new();
+        for (name, poller) in &self.pollers {
+            out.insert(name.clone(), poller.counters().snapshot());
+        }
+        for (name, url) in &self.urls {
+            out.insert(format!("{name}/Url"), url.counters().snapshot());
+        }
+        out
+    }
+
+    /// Waits until a queue is empty (nothing visible or in flight), up to `timeout`.
+    pub async fn drain(&self, logical_id: &str, timeout: Duration) -> Result<bool, StackError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.queue_depth(logical_id).await?.total() == 0 {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the event sources (finishing batches in hand), then moto.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for (_, poller) in self.pollers {
+            poller.stop().await;
+        }
+        for (_, url) in self.urls {
+            url.stop().await;
+        }
+        self.moto.stop();
+    }
+}
+
+/// Stands in for downstream consumers of `changes.fifo` until the processor exists: receives
+/// every message, checks it, and deletes it (which also keeps moto's FIFO queues fast: moto
+/// rescans a whole queue on every send).
+pub struct ChangesTap {
+    shutdown: ShutdownToken,
+    task: tokio::task::JoinHandle<TapReport>,
+}
+
+/// What the tap saw.
+#[derive(Debug, Clone, Default)]
+pub struct TapReport {
+    pub messages: u64,
+    /// Distinct event hashes.
+    pub unique_events: u64,
+    /// Messages whose event hash had been seen already.
+    pub duplicates: u64,
+    /// Messages whose MessageGroupId differs from the body's entity key.
+    pub group_mismatches: u64,
+    /// Bodies that are not a `ChangeMessage`.
+    pub unreadable: u64,
+    /// Event hash → entity key, for checks against the simulator's truth.
+    pub entity_keys: BTreeMap<String, String>,
+}
+
+impl ChangesTap {
+    pub fn start(stack: &LocalStack, logical_id: &str) -> Result<Self, StackError> {
+        let url = stack.queue_url(logical_id).ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?.to_string();
+        let client = aws_sdk_sqs::Client::new(&stack.aws);
+        let shutdown = stack.shutdown.child();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let mut report = TapReport::default();
+            let mut idle_after_stop = false;
+            loop {
+                if stop.is_cancelled() && idle_after_stop {
+                    break;
+                }
+                let received = client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    .send()
+                    .await;
+                let messages = match received {
+                    Ok(out) => out.messages.unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "changes tap: receive failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                idle_after_stop = stop.is_cancelled() && messages.is_empty();
+                for message in &messages {
+                    report.record(message);
+                }
+                let entries: Vec<_> = messages
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle()?)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                if !entries.is_empty()
+                    && let Err(e) = client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await
+                {
+                    tracing::warn!(error = %e, "changes tap: delete failed");
+                }
+            }
+            report
+        });
+        Ok(Self { shutdown, task })
+    }
+
+    /// Stops once the queue is empty and returns what was seen.
+    pub async fn finish(self) -> TapReport {
+        self.shutdown.cancel();
+        self.task.await.unwrap_or_default()
+    }
+}
+
+impl TapReport {
+    fn record(&mut self, message: &aws_sdk_sqs::types::Message) {
+        self.messages += 1;
+        let group = message
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+            .cloned();
+        let Some(change) = message.body().and_then(|b| serde_json::from_str::<coursewire::changes::ChangeMessage>(b).ok())
+        else {
+            self.unreadable += 1;
+            return;
+        };
+        if group.as_deref() != Some(change.entity_key.as_str()) {
+            self.group_mismatches += 1;
+        }
+        if self.entity_keys.insert(change.event_hash, change.entity_key).is_some() {
+            self.duplicates += 1;
+        } else {
+            self.unique_events += 1;
+        }
+    }
+}
