@@ -47,6 +47,13 @@ pub trait HttpHandler: Send + Sync {
     async fn handle(&self, req: http::Request<Bytes>) -> http::Response<String>;
 }
 
+/// A function invoked by a schedule (EventBridge `Schedule` / `ScheduleV2` events), with the
+/// event's `Input` when the template sets one.
+#[async_trait]
+pub trait ScheduledHandler: Send + Sync {
+    async fn handle(&self, input: Option<serde_json::Value>) -> Result<(), HandlerError>;
+}
+
 /// Adapts an async closure into an [`SqsHandler`].
 pub struct SqsHandlerFn<F>(pub F);
 

@@ -2,7 +2,7 @@
 //! `template.yaml`. Each handler is built exactly as the Lambda binary builds it — from the
 //! function's environment (resolved from the template) — so local never drifts from deployed.
 
-use crate::event_sources::{HandlerError, HttpHandler, SqsHandler};
+use crate::event_sources::{HandlerError, HttpHandler, ScheduledHandler, SqsHandler};
 use crate::template::FunctionSpec;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -29,6 +29,7 @@ pub struct LocalFunction {
     pub spec: FunctionSpec,
     pub sqs: Option<Arc<dyn SqsHandler>>,
     pub http: Option<Arc<dyn HttpHandler>>,
+    pub scheduled: Option<Arc<dyn ScheduledHandler>>,
 }
 
 struct IngestHandler(Arc<Ingestor>);
@@ -48,20 +49,35 @@ impl HttpHandler for IngestHandler {
 }
 
 /// Builds the handler of one function from its resolved environment.
-pub fn build(spec: &FunctionSpec, aws: &SdkConfig, metrics: Arc<dyn MetricsSink>) -> Result<LocalFunction, FunctionError> {
+pub fn build(
+    spec: &FunctionSpec,
+    aws: &SdkConfig,
+    metrics: Arc<dyn MetricsSink>,
+) -> Result<LocalFunction, FunctionError> {
     let env = |name: &str| spec.environment.get(name).cloned();
-    let config_error = |source| FunctionError::Config { function: spec.logical_id.clone(), source };
+    let config_error = |source| FunctionError::Config {
+        function: spec.logical_id.clone(),
+        source,
+    };
     match spec.binary.as_str() {
         "ingest-https" | "ingest-sqs" => {
             let config = IngestConfig::from_lookup(env).map_err(config_error)?;
-            let ingestor = Arc::new(config.build(aws, metrics, &spec.binary).map_err(config_error)?);
+            let ingestor = Arc::new(
+                config
+                    .build(aws, metrics, &spec.binary)
+                    .map_err(config_error)?,
+            );
             let handler = Arc::new(IngestHandler(ingestor));
             Ok(LocalFunction {
                 spec: spec.clone(),
                 sqs: Some(handler.clone() as Arc<dyn SqsHandler>),
                 http: Some(handler as Arc<dyn HttpHandler>),
+                scheduled: None,
             })
         }
-        other => Err(FunctionError::Unknown { function: spec.logical_id.clone(), binary: other.to_string() }),
+        other => Err(FunctionError::Unknown {
+            function: spec.logical_id.clone(),
+            binary: other.to_string(),
+        }),
     }
 }

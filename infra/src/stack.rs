@@ -2,7 +2,10 @@
 //! and every function running in-process behind Lambda's event-source semantics (SQS
 //! pollers with partial batch failures and redrive, function URLs on local ports).
 
-use crate::event_sources::{CounterSnapshot, FunctionUrlOptions, FunctionUrlServer, ShutdownToken, SqsPoller, SqsPollerConfig};
+use crate::event_sources::{
+    CounterSnapshot, FunctionUrlOptions, FunctionUrlServer, Schedule, Scheduler, ShutdownToken,
+    SqsPoller, SqsPollerConfig,
+};
 use crate::functions::{self, FunctionError};
 use crate::moto::{MotoError, MotoServer};
 use crate::provision::{Deployed, Overrides, ProvisionError, provision};
@@ -44,7 +47,10 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { overrides: Overrides::default(), pollers: 4 }
+        Self {
+            overrides: Overrides::default(),
+            pollers: 4,
+        }
     }
 }
 
@@ -69,6 +75,7 @@ pub struct LocalStack {
     pub metrics: Arc<CollectingSink>,
     urls: BTreeMap<String, FunctionUrlServer>,
     pollers: BTreeMap<String, SqsPoller>,
+    schedulers: BTreeMap<String, Scheduler>,
     shutdown: ShutdownToken,
 }
 
@@ -87,6 +94,7 @@ impl LocalStack {
 
         let mut urls = BTreeMap::new();
         let mut pollers = BTreeMap::new();
+        let mut schedulers = BTreeMap::new();
         for spec in &deployed.functions {
             let function = functions::build(spec, &aws, metrics.clone())?;
             if let (Some(handler), true) = (&function.http, spec.has_function_url()) {
@@ -100,14 +108,45 @@ impl LocalStack {
                 urls.insert(spec.logical_id.clone(), server);
             }
             for source in spec.sqs_events.iter().filter(|s| s.enabled) {
-                let Some(handler) = &function.sqs else { continue };
+                let Some(handler) = &function.sqs else {
+                    continue;
+                };
                 let mut config = SqsPollerConfig::for_event_source(&deployed, spec, source)?;
                 config.pollers = options.pollers;
-                let poller = SqsPoller::start(sqs.clone(), config, handler.clone(), &shutdown).await?;
+                let poller =
+                    SqsPoller::start(sqs.clone(), config, handler.clone(), &shutdown).await?;
                 pollers.insert(format!("{}/{}", spec.logical_id, source.name), poller);
             }
+            for event in spec.schedules.iter().filter(|s| s.enabled) {
+                let Some(handler) = function.scheduled.clone() else {
+                    continue;
+                };
+                let schedule = Schedule::parse(&event.expression)?;
+                let input: Option<serde_json::Value> = event
+                    .input
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str(text).ok());
+                let name = format!("{}/{}", spec.logical_id, event.name);
+                let job = move || {
+                    let (handler, input) = (handler.clone(), input.clone());
+                    async move { handler.handle(input).await }
+                };
+                schedulers.insert(
+                    name.clone(),
+                    Scheduler::start(name, schedule, &shutdown, job),
+                );
+            }
         }
-        Ok(Self { moto, deployed, aws, metrics, urls, pollers, shutdown })
+        Ok(Self {
+            moto,
+            deployed,
+            aws,
+            metrics,
+            urls,
+            pollers,
+            schedulers,
+            shutdown,
+        })
     }
 
     /// The local URL of a function's Function URL, by logical id.
@@ -129,7 +168,9 @@ impl LocalStack {
     }
 
     pub async fn queue_depth(&self, logical_id: &str) -> Result<QueueDepth, StackError> {
-        let url = self.queue_url(logical_id).ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?;
+        let url = self
+            .queue_url(logical_id)
+            .ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?;
         let out = aws_sdk_sqs::Client::new(&self.aws)
             .get_queue_attributes()
             .queue_url(url)
@@ -139,7 +180,10 @@ impl LocalStack {
             .await
             .map_err(|e| StackError::Sqs(e.to_string()))?;
         let get = |name: QueueAttributeName| {
-            out.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0)
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
         };
         Ok(QueueDepth {
             visible: get(QueueAttributeName::ApproximateNumberOfMessages),
@@ -155,6 +199,9 @@ impl LocalStack {
         }
         for (name, url) in &self.urls {
             out.insert(format!("{name}/Url"), url.counters().snapshot());
+        }
+        for (name, scheduler) in &self.schedulers {
+            out.insert(name.clone(), scheduler.counters().snapshot());
         }
         out
     }
@@ -181,6 +228,9 @@ impl LocalStack {
         }
         for (_, url) in self.urls {
             url.stop().await;
+        }
+        for (_, scheduler) in self.schedulers {
+            scheduler.stop().await;
         }
         self.moto.stop();
     }
@@ -212,7 +262,10 @@ pub struct TapReport {
 
 impl ChangesTap {
     pub fn start(stack: &LocalStack, logical_id: &str) -> Result<Self, StackError> {
-        let url = stack.queue_url(logical_id).ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?.to_string();
+        let url = stack
+            .queue_url(logical_id)
+            .ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?
+            .to_string();
         let client = aws_sdk_sqs::Client::new(&stack.aws);
         let shutdown = stack.shutdown.child();
         let stop = shutdown.clone();
@@ -228,7 +281,9 @@ impl ChangesTap {
                     .queue_url(&url)
                     .max_number_of_messages(10)
                     .wait_time_seconds(1)
-                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    .message_system_attribute_names(
+                        aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                    )
                     .send()
                     .await;
                 let messages = match received {
@@ -255,7 +310,12 @@ impl ChangesTap {
                     })
                     .collect();
                 if !entries.is_empty()
-                    && let Err(e) = client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await
+                    && let Err(e) = client
+                        .delete_message_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await
                 {
                     tracing::warn!(error = %e, "changes tap: delete failed");
                 }
@@ -279,7 +339,9 @@ impl TapReport {
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
             .cloned();
-        let Some(change) = message.body().and_then(|b| serde_json::from_str::<coursewire::changes::ChangeMessage>(b).ok())
+        let Some(change) = message
+            .body()
+            .and_then(|b| serde_json::from_str::<coursewire::changes::ChangeMessage>(b).ok())
         else {
             self.unreadable += 1;
             return;
@@ -287,7 +349,11 @@ impl TapReport {
         if group.as_deref() != Some(change.entity_key.as_str()) {
             self.group_mismatches += 1;
         }
-        if self.entity_keys.insert(change.event_hash, change.entity_key).is_some() {
+        if self
+            .entity_keys
+            .insert(change.event_hash, change.entity_key)
+            .is_some()
+        {
             self.duplicates += 1;
         } else {
             self.unique_events += 1;

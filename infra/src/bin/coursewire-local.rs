@@ -4,7 +4,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use coursewire_infra::canvas_sim::{Delivered, Delivery, Emitter, Format, JwksServer, KeyRing, Scenario, ScenarioConfig, rejection_cases};
+use coursewire_infra::canvas_sim::{
+    Delivered, Delivery, Emitter, Format, JwksServer, KeyRing, Scenario, ScenarioConfig,
+    rejection_cases,
+};
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{ChangesTap, LocalStack, StackOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,7 +70,15 @@ struct DemoArgs {
 
 impl Default for DemoArgs {
     fn default() -> Self {
-        Self { seed: 7, courses: 3, students: 30, duplicates: 0.05, https_share: 0.5, caliper_share: 0.2, concurrency: 8 }
+        Self {
+            seed: 7,
+            courses: 3,
+            students: 30,
+            duplicates: 0.05,
+            https_share: 0.5,
+            caliper_share: 0.2,
+            concurrency: 8,
+        }
     }
 }
 
@@ -76,11 +87,16 @@ async fn main() -> Result<()> {
     // Functions log JSON at info in production; here only warnings reach the console so the
     // progress display stays readable.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .compact()
         .init();
-    match Cli::parse().command.unwrap_or(Command::Demo(DemoArgs::default())) {
+    match Cli::parse()
+        .command
+        .unwrap_or(Command::Demo(DemoArgs::default()))
+    {
         Command::Demo(args) => demo(args).await,
         Command::Up => up().await,
     }
@@ -93,13 +109,20 @@ struct Canvas {
 
 async fn start(stage: &str) -> Result<(Canvas, LocalStack)> {
     let ring = Arc::new(KeyRing::new().context("generating Canvas signing keys")?);
-    let jwks = JwksServer::start(ring.clone()).await.context("starting the Canvas JWKS endpoint")?;
+    let jwks = JwksServer::start(ring.clone())
+        .await
+        .context("starting the Canvas JWKS endpoint")?;
     step("starting moto and provisioning from template.yaml (first run installs moto into .venv)");
     let overrides = Overrides::default()
         .parameter("Stage", stage)
         .parameter("CanvasJwksUrl", jwks.url())
         .parameter("CanvasJwtIssuer", ISSUER);
-    let stack = LocalStack::start(StackOptions { overrides, pollers: 4 }).await.context("starting the local stack")?;
+    let stack = LocalStack::start(StackOptions {
+        overrides,
+        pollers: 4,
+    })
+    .await
+    .context("starting the local stack")?;
     Ok((Canvas { ring, jwks }, stack))
 }
 
@@ -107,13 +130,27 @@ async fn up() -> Result<()> {
     let (canvas, stack) = start("local").await?;
     println!("coursewire local stack is up (Ctrl-C to stop)");
     println!("  moto (AWS endpoint)       {}", stack.moto_endpoint());
-    println!("  ingest-https function URL {}", stack.function_url(INGEST_URL_FUNCTION).unwrap_or("-"));
-    println!("  Canvas live-events queue  {}", stack.queue_url(LIVE_EVENTS_QUEUE).unwrap_or("-"));
-    println!("  changes.fifo              {}", stack.queue_url("ChangesQueue").unwrap_or("-"));
-    println!("  inbox table               {}", stack.table_name("InboxTable").unwrap_or("-"));
+    println!(
+        "  ingest-https function URL {}",
+        stack.function_url(INGEST_URL_FUNCTION).unwrap_or("-")
+    );
+    println!(
+        "  Canvas live-events queue  {}",
+        stack.queue_url(LIVE_EVENTS_QUEUE).unwrap_or("-")
+    );
+    println!(
+        "  changes.fifo              {}",
+        stack.queue_url("ChangesQueue").unwrap_or("-")
+    );
+    println!(
+        "  inbox table               {}",
+        stack.table_name("InboxTable").unwrap_or("-")
+    );
     println!("  Canvas JWKS (simulated)   {}", canvas.jwks.url());
     println!("  expected JWT issuer       {ISSUER}");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping");
     stack.stop().await;
     Ok(())
@@ -136,8 +173,12 @@ async fn demo(args: DemoArgs) -> Result<()> {
 }
 
 async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Result<String> {
-    let url = stack.function_url(INGEST_URL_FUNCTION).context("ingest-https has no function URL")?;
-    let queue = stack.queue_url(LIVE_EVENTS_QUEUE).context("no live-events queue")?;
+    let url = stack
+        .function_url(INGEST_URL_FUNCTION)
+        .context("ingest-https has no function URL")?;
+    let queue = stack
+        .queue_url(LIVE_EVENTS_QUEUE)
+        .context("no live-events queue")?;
     let emitter = Emitter::new(canvas.ring.clone(), ISSUER)?
         .with_https(url)
         .with_sqs(aws_sdk_sqs::Client::new(&stack.aws), queue);
@@ -153,7 +194,10 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
         ..ScenarioConfig::default()
     });
     let emissions = &scenario.emissions;
-    let unique: HashSet<(usize, Format)> = emissions.iter().map(|e| (e.event_index, e.format)).collect();
+    let unique: HashSet<(usize, Format)> = emissions
+        .iter()
+        .map(|e| (e.event_index, e.format))
+        .collect();
     step(&format!(
         "simulated Canvas: {} courses, {} students each → {} events, {} deliveries ({} repeated)",
         args.courses,
@@ -171,7 +215,10 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
     let progress = progress_bar(emissions.len() as u64);
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     let mut send_errors = 0usize;
-    for (part, slice) in [&emissions[..half], &emissions[half..]].into_iter().enumerate() {
+    for (part, slice) in [&emissions[..half], &emissions[half..]]
+        .into_iter()
+        .enumerate()
+    {
         if part == 1 {
             canvas.ring.rotate().context("rotating the Canvas key")?;
             progress.println("  ↻ Canvas rotated its signing key (kid changed) mid-stream");
@@ -181,7 +228,9 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
                 progress.inc(1);
                 let accepted = stack.metrics.sum("EventsAccepted", &[]);
                 let dupes = stack.metrics.sum("DuplicatesDropped", &[]);
-                progress.set_message(format!("accepted {accepted:.0} · duplicates dropped {dupes:.0}"));
+                progress.set_message(format!(
+                    "accepted {accepted:.0} · duplicates dropped {dupes:.0}"
+                ));
             })
             .await;
         for report in reports {
@@ -196,22 +245,38 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
         }
     }
     progress.finish_and_clear();
-    step(&format!("delivered {} events ({} over HTTPS, {} over SQS)", emissions.len(), count(emissions, Delivery::Https), count(emissions, Delivery::Sqs)));
+    step(&format!(
+        "delivered {} events ({} over HTTPS, {} over SQS)",
+        emissions.len(),
+        count(emissions, Delivery::Https),
+        count(emissions, Delivery::Sqs)
+    ));
 
-    step("sending one of every kind of bad delivery (forged, tampered, expired, oversized, malformed)");
+    step(
+        "sending one of every kind of bad delivery (forged, tampered, expired, oversized, malformed)",
+    );
     let sample = &scenario.events[0].canvas;
     let faults = rejection_cases(&canvas.ring, &emitter, sample, 262_144)?;
     let mut fault_lines = Vec::new();
     for fault in &faults {
         let status = emitter.send_fault(fault).await?;
         let answer = status.map_or("recorded as reject".to_string(), |s| format!("HTTP {s}"));
-        let ok = fault.expect_status.is_none_or(|expected| status == Some(expected));
-        fault_lines.push(format!("  {} {:<44} {answer}", if ok { "✓" } else { "✗" }, fault.name));
+        let ok = fault
+            .expect_status
+            .is_none_or(|expected| status == Some(expected));
+        fault_lines.push(format!(
+            "  {} {:<44} {answer}",
+            if ok { "✓" } else { "✗" },
+            fault.name
+        ));
     }
     println!("{}", fault_lines.join("\n"));
 
     step("waiting for the SQS receiver to drain the live-events queue");
-    if !stack.drain(LIVE_EVENTS_QUEUE, Duration::from_secs(120)).await? {
+    if !stack
+        .drain(LIVE_EVENTS_QUEUE, Duration::from_secs(120))
+        .await?
+    {
         bail!("the live-events queue did not drain within 120 s");
     }
     // Metrics of the last batch are flushed when its invocation ends.
@@ -228,7 +293,12 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
     let live_dlq = stack.queue_depth("CanvasLiveEventsDLQ").await?;
     let mut latencies = m.values("IngestLatency");
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
 
     let expected_unique = unique.len() as f64;
     let all_accepted = (accepted - expected_unique).abs() < 0.5;
@@ -236,7 +306,10 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
     out.push_str("\n── summary ─────────────────────────────────────────────────────────\n");
     out.push_str(&format!("  events accepted            {accepted:>6.0}   (unique events sent: {expected_unique:.0}) {}\n", tick(all_accepted)));
     out.push_str(&format!("  duplicates dropped         {duplicates:>6.0}\n"));
-    out.push_str(&format!("  rejected                   {:>6.0}   by reason:\n", rejects.values().sum::<f64>()));
+    out.push_str(&format!(
+        "  rejected                   {:>6.0}   by reason:\n",
+        rejects.values().sum::<f64>()
+    ));
     for (reason, n) in &rejects {
         out.push_str(&format!("      {reason:<26} {n:>4.0}\n"));
     }
@@ -252,16 +325,38 @@ async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Resul
             changes.duplicates
         ));
     }
-    out.push_str(&format!("  changes.fifo depth now     {:>6}\n", stack.queue_depth("ChangesQueue").await?.total()));
-    out.push_str(&format!("  live-events DLQ            {:>6}\n", live_dlq.total()));
-    out.push_str(&format!("  HTTPS answers              {}\n", statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect::<Vec<_>>().join(" ")));
-    out.push_str(&format!("  HTTPS receiver latency     p50 {:.1} ms · p99 {:.1} ms (handler time, moto-bound)\n", pct(0.50), pct(0.99)));
-    out.push_str(&format!("  Canvas JWKS fetches        {:>6}   (key rotated once mid-stream)\n", canvas.jwks.fetch_count()));
+    out.push_str(&format!(
+        "  changes.fifo depth now     {:>6}\n",
+        stack.queue_depth("ChangesQueue").await?.total()
+    ));
+    out.push_str(&format!(
+        "  live-events DLQ            {:>6}\n",
+        live_dlq.total()
+    ));
+    out.push_str(&format!(
+        "  HTTPS answers              {}\n",
+        statuses
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    out.push_str(&format!(
+        "  HTTPS receiver latency     p50 {:.1} ms · p99 {:.1} ms (handler time, moto-bound)\n",
+        pct(0.50),
+        pct(0.99)
+    ));
+    out.push_str(&format!(
+        "  Canvas JWKS fetches        {:>6}   (key rotated once mid-stream)\n",
+        canvas.jwks.fetch_count()
+    ));
     if send_errors > 0 {
         out.push_str(&format!("  delivery errors            {send_errors:>6}\n"));
     }
     out.push_str("────────────────────────────────────────────────────────────────────\n");
-    let queue_ok = changes.unique_events as f64 == accepted && changes.group_mismatches == 0 && changes.unreadable == 0;
+    let queue_ok = changes.unique_events as f64 == accepted
+        && changes.group_mismatches == 0
+        && changes.unreadable == 0;
     if !all_accepted || !queue_ok || send_errors > 0 {
         out.push_str("✗ something did not add up: see above\n");
         bail!(out);
@@ -283,7 +378,9 @@ fn progress_bar(total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("  {bar:32.cyan/blue} {pos:>5}/{len} deliveries · {msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("  {bar:32.cyan/blue} {pos:>5}/{len} deliveries · {msg}")
+    {
         bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
     }
     bar.enable_steady_tick(Duration::from_millis(120));

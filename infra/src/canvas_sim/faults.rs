@@ -9,8 +9,14 @@ use serde_json::{Value, json};
 /// How a bad delivery reaches coursewire.
 #[derive(Debug, Clone)]
 pub enum FaultDelivery {
-    Https { body: Vec<u8>, content_type: &'static str },
-    Sqs { body: String, attributes: Vec<(&'static str, String)> },
+    Https {
+        body: Vec<u8>,
+        content_type: &'static str,
+    },
+    Sqs {
+        body: String,
+        attributes: Vec<(&'static str, String)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -28,12 +34,20 @@ const JWT: &str = "application/jwt";
 
 /// The rejection classes, built around a valid event `sample` (a Canvas-format payload).
 /// `max_event_bytes` is the receiver's size limit.
-pub fn rejection_cases(ring: &KeyRing, emitter: &Emitter, sample: &Value, max_event_bytes: usize) -> Result<Vec<Fault>, EmitError> {
+pub fn rejection_cases(
+    ring: &KeyRing,
+    emitter: &Emitter,
+    sample: &Value,
+    max_event_bytes: usize,
+) -> Result<Vec<Fault>, EmitError> {
     let now = chrono::Utc::now().timestamp();
     let claims = emitter.claims(sample, now)?;
     let https = |name, body: String, status, reason| Fault {
         name,
-        delivery: FaultDelivery::Https { body: body.into_bytes(), content_type: JWT },
+        delivery: FaultDelivery::Https {
+            body: body.into_bytes(),
+            content_type: JWT,
+        },
         expect_status: Some(status),
         expect_reason: reason,
     };
@@ -53,37 +67,99 @@ pub fn rejection_cases(ring: &KeyRing, emitter: &Emitter, sample: &Value, max_ev
         ring.sign_raw_claims(cut)
     };
     let sample_json = sample.to_string();
-    let event_name = sample.pointer("/metadata/event_name").and_then(Value::as_str).unwrap_or("course_updated").to_string();
-    let event_time = sample.pointer("/metadata/event_time").and_then(Value::as_str).unwrap_or("").to_string();
+    let event_name = sample
+        .pointer("/metadata/event_name")
+        .and_then(Value::as_str)
+        .unwrap_or("course_updated")
+        .to_string();
+    let event_time = sample
+        .pointer("/metadata/event_time")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
 
     Ok(vec![
-        https("alg none (unsigned token)", ring.forge_alg_none(&claims), 401, "algorithm_not_allowed"),
-        https("HS256 signed with Canvas's public key", ring.forge_hs256_with_public_key(&claims), 401, "algorithm_not_allowed"),
-        https("kid not in Canvas's JWKS", ring.forge_unknown_kid(&claims), 401, "unknown_kid"),
-        https("payload tampered after signing", KeyRing::tamper(&ring.sign(&claims)), 401, "bad_signature"),
-        https("expired token", ring.sign(&emitter.claims(sample, now - 3600)?), 401, "expired"),
-        https("wrong issuer", ring.sign(&wrong_issuer), 401, "wrong_issuer"),
-        https("unsigned JSON while signing is required", sample_json.clone(), 401, "unsigned"),
+        https(
+            "alg none (unsigned token)",
+            ring.forge_alg_none(&claims),
+            401,
+            "algorithm_not_allowed",
+        ),
+        https(
+            "HS256 signed with Canvas's public key",
+            ring.forge_hs256_with_public_key(&claims),
+            401,
+            "algorithm_not_allowed",
+        ),
+        https(
+            "kid not in Canvas's JWKS",
+            ring.forge_unknown_kid(&claims),
+            401,
+            "unknown_kid",
+        ),
+        https(
+            "payload tampered after signing",
+            KeyRing::tamper(&ring.sign(&claims)),
+            401,
+            "bad_signature",
+        ),
+        https(
+            "expired token",
+            ring.sign(&emitter.claims(sample, now - 3600)?),
+            401,
+            "expired",
+        ),
+        https(
+            "wrong issuer",
+            ring.sign(&wrong_issuer),
+            401,
+            "wrong_issuer",
+        ),
+        https(
+            "unsigned JSON while signing is required",
+            sample_json.clone(),
+            401,
+            "unsigned",
+        ),
         Fault {
             name: "oversized body",
-            delivery: FaultDelivery::Https { body: vec![b'a'; max_event_bytes + 1], content_type: JWT },
+            delivery: FaultDelivery::Https {
+                body: vec![b'a'; max_event_bytes + 1],
+                content_type: JWT,
+            },
             expect_status: Some(413),
             expect_reason: "payload_too_large",
         },
-        https("signed token with truncated JSON claims", truncated_claims, 400, "invalid_json"),
-        https("signed token with a malformed envelope", ring.sign(&malformed_envelope), 400, "unrecognised_envelope"),
+        https(
+            "signed token with truncated JSON claims",
+            truncated_claims,
+            400,
+            "invalid_json",
+        ),
+        https(
+            "signed token with a malformed envelope",
+            ring.sign(&malformed_envelope),
+            400,
+            "unrecognised_envelope",
+        ),
         Fault {
             name: "SQS message with truncated JSON",
             delivery: FaultDelivery::Sqs {
                 body: sample_json[..sample_json.len() / 2].to_string(),
-                attributes: vec![("event_name", event_name.clone()), ("event_time", event_time.clone())],
+                attributes: vec![
+                    ("event_name", event_name.clone()),
+                    ("event_time", event_time.clone()),
+                ],
             },
             expect_status: None,
             expect_reason: "invalid_json",
         },
         Fault {
             name: "SQS message that is not a live event",
-            delivery: FaultDelivery::Sqs { body: json!({"hello": "world"}).to_string(), attributes: vec![] },
+            delivery: FaultDelivery::Sqs {
+                body: json!({"hello": "world"}).to_string(),
+                attributes: vec![],
+            },
             expect_status: None,
             expect_reason: "unrecognised_envelope",
         },
@@ -112,7 +188,8 @@ impl Emitter {
                 Ok(delivered.status())
             }
             FaultDelivery::Sqs { body, attributes } => {
-                let attrs: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let attrs: Vec<(&str, &str)> =
+                    attributes.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 self.send_raw_sqs(body.clone(), &attrs).await?;
                 Ok(None)
             }

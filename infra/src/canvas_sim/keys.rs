@@ -209,7 +209,8 @@ impl KeyRing {
     /// A correctly signed token whose claims are `claims_text` verbatim, valid JSON or not:
     /// for testing what a receiver does with garbage from an authenticated sender.
     pub fn sign_raw_claims(&self, claims_text: &str) -> String {
-        self.key(KeySlot::Current).sign_payload_segment(&URL_SAFE_NO_PAD.encode(claims_text), None)
+        self.key(KeySlot::Current)
+            .sign_payload_segment(&URL_SAFE_NO_PAD.encode(claims_text), None)
     }
 
     /// Unsigned token (`alg: none`, empty signature) carrying the current kid.

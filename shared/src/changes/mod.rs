@@ -7,8 +7,8 @@ pub use sqs::SqsChangeQueue;
 
 use crate::aws::AwsError;
 use crate::inbox::Source;
-use crate::live_events::{Format, LiveEvent};
 use crate::live_events::time::format_sortable;
+use crate::live_events::{Format, LiveEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -17,10 +17,17 @@ pub struct SqsChangeQueue {
 
 impl SqsChangeQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into() }
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
     }
 
-    async fn send_chunk(&self, chunk: &[(usize, String, &ChangeMessage)], results: &mut [Result<(), AwsError>]) {
+    async fn send_chunk(
+        &self,
+        chunk: &[(usize, String, &ChangeMessage)],
+        results: &mut [Result<(), AwsError>],
+    ) {
         let mut entries = Vec::with_capacity(chunk.len());
         for (index, body, message) in chunk {
             let entry = SendMessageBatchRequestEntry::builder()
@@ -37,7 +44,13 @@ impl SqsChangeQueue {
         if entries.is_empty() {
             return;
         }
-        let sent = self.client.send_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send().await;
+        let sent = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
         match sent {
             Ok(out) => {
                 for failed in out.failed() {
@@ -75,7 +88,9 @@ impl ChangeQueue for SqsChangeQueue {
                     continue;
                 }
             };
-            if chunk.len() == MAX_ENTRIES || (chunk_bytes + body.len() > MAX_BATCH_BYTES && !chunk.is_empty()) {
+            if chunk.len() == MAX_ENTRIES
+                || (chunk_bytes + body.len() > MAX_BATCH_BYTES && !chunk.is_empty())
+            {
                 self.send_chunk(&chunk, &mut results).await;
                 chunk.clear();
                 chunk_bytes = 0;

@@ -29,8 +29,18 @@ pub struct DynamoInbox {
 }
 
 impl DynamoInbox {
-    pub fn new(client: Client, table: impl Into<String>, retention: Duration, reject_retention: Duration) -> Self {
-        Self { client, table: table.into(), retention, reject_retention }
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        retention: Duration,
+        reject_retention: Duration,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention,
+            reject_retention,
+        }
     }
 
     pub fn event_pk(content_hash: &str) -> String {
@@ -39,7 +49,8 @@ impl DynamoInbox {
 
     /// `2024-01-31T13#5`: the hour of the event and a shard from the hash.
     pub fn time_bucket(event_time: &DateTime<Utc>, content_hash: &str) -> String {
-        let shard = u8::from_str_radix(content_hash.get(..2).unwrap_or("0"), 16).unwrap_or(0) % TIME_SHARDS;
+        let shard =
+            u8::from_str_radix(content_hash.get(..2).unwrap_or("0"), 16).unwrap_or(0) % TIME_SHARDS;
         format!("{}#{shard}", event_time.format("%Y-%m-%dT%H"))
     }
 
@@ -55,10 +66,16 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 #[async_trait]
 impl Inbox for DynamoInbox {
-    async fn admit(&self, event: &LiveEvent, source: Source, received_at: DateTime<Utc>) -> Result<Admission, AwsError> {
+    async fn admit(
+        &self,
+        event: &LiveEvent,
+        source: Source,
+        received_at: DateTime<Utc>,
+    ) -> Result<Admission, AwsError> {
         let hash = &event.content_hash;
         let event_time = format_sortable(&event.event_time);
-        let payload = serde_json::to_string(&event.payload).map_err(|e| AwsError::Permanent(e.to_string()))?;
+        let payload = serde_json::to_string(&event.payload)
+            .map_err(|e| AwsError::Permanent(e.to_string()))?;
         let item: HashMap<String, AttributeValue> = HashMap::from([
             ("pk".into(), s(Self::event_pk(hash))),
             ("kind".into(), s("event")),
@@ -71,9 +88,15 @@ impl Inbox for DynamoInbox {
             ("received_at".into(), s(format_sortable(&received_at))),
             ("payload".into(), s(payload)),
             ("status".into(), s(STATUS_RECEIVED)),
-            ("time_bucket".into(), s(Self::time_bucket(&event.event_time, hash))),
+            (
+                "time_bucket".into(),
+                s(Self::time_bucket(&event.event_time, hash)),
+            ),
             ("time_key".into(), s(format!("{event_time}#{hash}"))),
-            ("expires_at".into(), self.expiry(received_at, self.retention)),
+            (
+                "expires_at".into(),
+                self.expiry(received_at, self.retention),
+            ),
         ]);
         let result = self
             .client
@@ -130,9 +153,15 @@ impl Inbox for DynamoInbox {
             ("source".into(), s(reject.source.as_str())),
             ("reason_code".into(), s(reject.reason_code)),
             ("reason".into(), s(reject.reason.as_str())),
-            ("received_at".into(), s(format_sortable(&reject.received_at))),
+            (
+                "received_at".into(),
+                s(format_sortable(&reject.received_at)),
+            ),
             ("payload".into(), s(reject.raw.as_str())),
-            ("expires_at".into(), self.expiry(reject.received_at, self.reject_retention)),
+            (
+                "expires_at".into(),
+                self.expiry(reject.received_at, self.reject_retention),
+            ),
         ]);
         self.client
             .put_item()
@@ -146,7 +175,10 @@ impl Inbox for DynamoInbox {
 }
 
 impl DynamoInbox {
-    async fn existing(&self, content_hash: &str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
+    async fn existing(
+        &self,
+        content_hash: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let out = self
             .client
             .get_item()

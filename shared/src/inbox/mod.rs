@@ -39,7 +39,9 @@ pub enum Admission {
     /// is between its put and its send right now, or an earlier attempt stopped there (a
     /// crash or a failed send). Either way the event is enqueued again — `changes.fifo`
     /// deduplicates by content hash — and `first_received` tells the two apart for metrics.
-    Unfinished { first_received: Option<DateTime<Utc>> },
+    Unfinished {
+        first_received: Option<DateTime<Utc>>,
+    },
 }
 
 /// A payload that could not be accepted, kept for operators (with a short retention).
@@ -55,7 +57,12 @@ pub struct Reject {
 
 #[async_trait]
 pub trait Inbox: Send + Sync {
-    async fn admit(&self, event: &LiveEvent, source: Source, received_at: DateTime<Utc>) -> Result<Admission, AwsError>;
+    async fn admit(
+        &self,
+        event: &LiveEvent,
+        source: Source,
+        received_at: DateTime<Utc>,
+    ) -> Result<Admission, AwsError>;
     async fn mark_enqueued(&self, content_hash: &str) -> Result<(), AwsError>;
     async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError>;
 }

@@ -43,12 +43,19 @@ impl IngestConfig {
     /// Reads the configuration through `get`, so the local runner can pass the resolved
     /// environment of a function from `template.yaml` without touching the process env.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| get(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        let required = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
         let optional = |name: &str| get(name).filter(|v| !v.is_empty());
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match optional(name) {
                 None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid { name, reason: format!("`{v}` is not a whole number") }),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("`{v}` is not a whole number"),
+                }),
             }
         };
         let flag = |name: &'static str| -> Result<bool, ConfigError> {
@@ -56,7 +63,10 @@ impl IngestConfig {
                 None => Ok(false),
                 Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
                 Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
-                Some(v) => Err(ConfigError::Invalid { name, reason: format!("`{v}` is not true or false") }),
+                Some(v) => Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("`{v}` is not true or false"),
+                }),
             }
         };
 
@@ -87,13 +97,24 @@ impl IngestConfig {
         let (Some(url), Some(issuer)) = (&self.jwks_url, &self.jwt_issuer) else {
             return Ok(None);
         };
-        let source = HttpJwksSource::new(url.clone(), self.jwks_fetch_timeout)
-            .map_err(|e| ConfigError::Invalid { name: "CANVAS_JWKS_URL", reason: e.to_string() })?;
+        let source = HttpJwksSource::new(url.clone(), self.jwks_fetch_timeout).map_err(|e| {
+            ConfigError::Invalid {
+                name: "CANVAS_JWKS_URL",
+                reason: e.to_string(),
+            }
+        })?;
         let cache = KeyCache::new(
             Arc::new(source),
-            KeyCacheSettings { min_refetch: self.jwks_min_refetch, max_age: self.jwks_max_age },
+            KeyCacheSettings {
+                min_refetch: self.jwks_min_refetch,
+                max_age: self.jwks_max_age,
+            },
         );
-        Ok(Some(Arc::new(EventVerifier::new(Arc::new(cache), issuer, self.jwt_leeway_secs))))
+        Ok(Some(Arc::new(EventVerifier::new(
+            Arc::new(cache),
+            issuer,
+            self.jwt_leeway_secs,
+        ))))
     }
 
     /// Builds the ingestor on the AWS adapters. Build it once per process (Lambda reuses it
@@ -110,8 +131,18 @@ impl IngestConfig {
             self.inbox_retention,
             self.reject_retention,
         );
-        let queue = SqsChangeQueue::new(aws_sdk_sqs::Client::new(aws), self.changes_queue_url.clone());
-        Ok(Ingestor::new(Arc::new(inbox), Arc::new(queue), self.verifier()?, self.settings, metrics, function))
+        let queue = SqsChangeQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            self.changes_queue_url.clone(),
+        );
+        Ok(Ingestor::new(
+            Arc::new(inbox),
+            Arc::new(queue),
+            self.verifier()?,
+            self.settings,
+            metrics,
+            function,
+        ))
     }
 }
 
@@ -121,7 +152,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -157,8 +191,12 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("ALLOW_UNSIGNED_EVENTS"), "{err}");
-        let err = IngestConfig::from_lookup(lookup(&[("INBOX_TABLE", "i"), ("CHANGES_QUEUE_URL", "q"), ("CANVAS_JWKS_URL", "u")]))
-            .unwrap_err();
+        let err = IngestConfig::from_lookup(lookup(&[
+            ("INBOX_TABLE", "i"),
+            ("CHANGES_QUEUE_URL", "q"),
+            ("CANVAS_JWKS_URL", "u"),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("CANVAS_JWT_ISSUER"), "{err}");
     }
 }

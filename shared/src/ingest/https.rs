@@ -21,14 +21,18 @@ use std::time::Instant;
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<String> {
     let mut response = Response::new(body.to_string());
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response<String> {
-    reply(status, json!({"error": code, "message": message.to_string()}))
+    reply(
+        status,
+        json!({"error": code, "message": message.to_string()}),
+    )
 }
 
 impl Ingestor {
@@ -38,58 +42,117 @@ impl Ingestor {
         let metrics = self.metrics();
         let response = self.respond(request, &metrics).await;
         let status = response.status();
-        metrics.record("IngestLatency", &[("Source", "https")], Unit::Milliseconds, started.elapsed().as_secs_f64() * 1e3);
-        metrics.count("HttpResponses", &[("Source", "https"), ("Status", status.as_str())], 1);
+        metrics.record(
+            "IngestLatency",
+            &[("Source", "https")],
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
+        metrics.count(
+            "HttpResponses",
+            &[("Source", "https"), ("Status", status.as_str())],
+            1,
+        );
         metrics.flush();
         response
     }
 
     async fn respond(&self, request: Request<Bytes>, metrics: &Metrics) -> Response<String> {
         if request.method() != Method::POST {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "POST a Canvas live event");
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "POST a Canvas live event",
+            );
         }
         let body = request.into_body();
         if body.len() > self.settings.max_event_bytes {
-            metrics.count("EventsRejected", &[("Source", "https"), ("Reason", "payload_too_large")], 1);
+            metrics.count(
+                "EventsRejected",
+                &[("Source", "https"), ("Reason", "payload_too_large")],
+                1,
+            );
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("body is {} bytes; the limit is {}", body.len(), self.settings.max_event_bytes),
+                format!(
+                    "body is {} bytes; the limit is {}",
+                    body.len(),
+                    self.settings.max_event_bytes
+                ),
             );
         }
         let text = body.trim_ascii();
         if text.is_empty() {
-            metrics.count("EventsRejected", &[("Source", "https"), ("Reason", "empty_body")], 1);
-            return error(StatusCode::BAD_REQUEST, "empty_body", "the request body is empty");
+            metrics.count(
+                "EventsRejected",
+                &[("Source", "https"), ("Reason", "empty_body")],
+                1,
+            );
+            return error(
+                StatusCode::BAD_REQUEST,
+                "empty_body",
+                "the request body is empty",
+            );
         }
 
         // Which bytes to keep if the event is rejected after authentication.
         let (parsed, token) = if text.first() == Some(&b'{') {
             if !self.settings.allow_unsigned {
-                metrics.count("AuthFailures", &[("Source", "https"), ("Reason", "unsigned")], 1);
+                metrics.count(
+                    "AuthFailures",
+                    &[("Source", "https"), ("Reason", "unsigned")],
+                    1,
+                );
                 return error(
                     StatusCode::UNAUTHORIZED,
                     "unsigned",
                     "unsigned events are not accepted: turn on Sign Payload in the Canvas subscription",
                 );
             }
-            (live_events::parse_json(text, DeliveryHints::default()), None)
+            (
+                live_events::parse_json(text, DeliveryHints::default()),
+                None,
+            )
         } else {
             let Some(verifier) = self.verifier.as_ref() else {
                 tracing::error!("a signed event arrived but no JWKS is configured");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "not_configured", "signature verification is not configured");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_configured",
+                    "signature verification is not configured",
+                );
             };
             let token = match std::str::from_utf8(text) {
                 Ok(token) => token,
-                Err(_) => return self.unauthorized(metrics, "malformed_token", "body is neither JSON nor a JWT"),
+                Err(_) => {
+                    return self.unauthorized(
+                        metrics,
+                        "malformed_token",
+                        "body is neither JSON nor a JWT",
+                    );
+                }
             };
             match verifier.verify(token).await {
                 Ok(claims) => (live_events::from_jwt_claims(claims), Some(token)),
                 Err(VerifyError::InvalidClaims) => {
                     // Authentic but unreadable: the sender's bug, not an attack. Keep it.
-                    let claims = token.split('.').nth(1).and_then(|c| URL_SAFE_NO_PAD.decode(c).ok()).unwrap_or_default();
+                    let claims = token
+                        .split('.')
+                        .nth(1)
+                        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+                        .unwrap_or_default();
                     let reason = "the signed claims are not a JSON object";
-                    if let Err(store) = self.reject(Source::Https, "invalid_json", reason.into(), &claims, metrics).await {
+                    if let Err(store) = self
+                        .reject(
+                            Source::Https,
+                            "invalid_json",
+                            reason.into(),
+                            &claims,
+                            metrics,
+                        )
+                        .await
+                    {
                         tracing::warn!(error = %store, "could not record reject");
                     }
                     return error(StatusCode::BAD_REQUEST, "invalid_json", reason);
@@ -97,7 +160,11 @@ impl Ingestor {
                 Err(e) if e.is_transient() => {
                     metrics.count("JwksUnavailable", &[("Source", "https")], 1);
                     tracing::error!(error = %e, "cannot verify: JWKS unavailable");
-                    return error(StatusCode::SERVICE_UNAVAILABLE, e.code(), "signing keys unavailable; retry later");
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        e.code(),
+                        "signing keys unavailable; retry later",
+                    );
                 }
                 Err(e) => return self.unauthorized(metrics, e.code(), e),
             }
@@ -112,14 +179,24 @@ impl Ingestor {
             Ok(event) => event,
             Err(e) => {
                 let code = e.code();
-                if let Err(store) = self.reject(Source::Https, code, e.to_string(), &raw(), metrics).await {
+                if let Err(store) = self
+                    .reject(Source::Https, code, e.to_string(), &raw(), metrics)
+                    .await
+                {
                     tracing::warn!(error = %store, "could not record reject");
                 }
                 return error(StatusCode::BAD_REQUEST, code, e);
             }
         };
 
-        let outcome = self.ingest(std::slice::from_ref(&event), Source::Https, Utc::now(), metrics).await;
+        let outcome = self
+            .ingest(
+                std::slice::from_ref(&event),
+                Source::Https,
+                Utc::now(),
+                metrics,
+            )
+            .await;
         match outcome.into_iter().next() {
             Some(Ok(outcome)) => reply(
                 StatusCode::OK,
@@ -130,18 +207,42 @@ impl Ingestor {
                 }),
             ),
             Some(Err(e)) if !e.is_transient() => {
-                let _ = self.reject(Source::Https, "storage_rejected", e.to_string(), &raw(), metrics).await;
-                error(StatusCode::BAD_REQUEST, "storage_rejected", "the event cannot be stored")
+                let _ = self
+                    .reject(
+                        Source::Https,
+                        "storage_rejected",
+                        e.to_string(),
+                        &raw(),
+                        metrics,
+                    )
+                    .await;
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "storage_rejected",
+                    "the event cannot be stored",
+                )
             }
             _ => {
-                let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "try_again", "temporarily unable to store the event");
-                response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                let mut response = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "try_again",
+                    "temporarily unable to store the event",
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("5"),
+                );
                 response
             }
         }
     }
 
-    fn unauthorized(&self, metrics: &Metrics, code: &'static str, reason: impl std::fmt::Display) -> Response<String> {
+    fn unauthorized(
+        &self,
+        metrics: &Metrics,
+        code: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> Response<String> {
         // Unauthenticated input is not stored: anyone can POST to a function URL.
         tracing::warn!(reason_code = code, "signed event refused");
         metrics.count("AuthFailures", &[("Source", "https"), ("Reason", code)], 1);

@@ -37,7 +37,10 @@ pub struct IngestSettings {
 
 impl Default for IngestSettings {
     fn default() -> Self {
-        Self { allow_unsigned: false, max_event_bytes: 256 * 1024 }
+        Self {
+            allow_unsigned: false,
+            max_event_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -81,7 +84,14 @@ impl Ingestor {
         metrics: Arc<dyn MetricsSink>,
         function: impl Into<String>,
     ) -> Self {
-        Self { inbox, queue, verifier, settings, metrics, function: function.into() }
+        Self {
+            inbox,
+            queue,
+            verifier,
+            settings,
+            metrics,
+            function: function.into(),
+        }
     }
 
     pub fn verifier(&self) -> Option<&Arc<EventVerifier>> {
@@ -114,7 +124,12 @@ impl Ingestor {
             }
         }
 
-        let admissions = join_all(unique.iter().map(|&i| self.inbox.admit(&events[i], source, received_at))).await;
+        let admissions = join_all(
+            unique
+                .iter()
+                .map(|&i| self.inbox.admit(&events[i], source, received_at)),
+        )
+        .await;
         let mut to_send = Vec::new();
         for (&i, admission) in unique.iter().zip(admissions) {
             match admission {
@@ -123,15 +138,28 @@ impl Ingestor {
                 Ok(Admission::Unfinished { first_received }) => {
                     let in_flight = first_received
                         .is_some_and(|t| (received_at - t).num_seconds() < IN_FLIGHT_WINDOW_SECS);
-                    to_send.push((i, if in_flight { Outcome::Duplicate } else { Outcome::Recovered }));
+                    to_send.push((
+                        i,
+                        if in_flight {
+                            Outcome::Duplicate
+                        } else {
+                            Outcome::Recovered
+                        },
+                    ));
                 }
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
 
-        let messages: Vec<ChangeMessage> =
-            to_send.iter().map(|&(i, _)| ChangeMessage::new(&events[i], source, received_at)).collect();
-        let sent = if messages.is_empty() { Vec::new() } else { self.queue.enqueue(&messages).await };
+        let messages: Vec<ChangeMessage> = to_send
+            .iter()
+            .map(|&(i, _)| ChangeMessage::new(&events[i], source, received_at))
+            .collect();
+        let sent = if messages.is_empty() {
+            Vec::new()
+        } else {
+            self.queue.enqueue(&messages).await
+        };
         let mut enqueued = Vec::new();
         for (&(i, outcome), result) in to_send.iter().zip(sent) {
             match result {
@@ -140,7 +168,12 @@ impl Ingestor {
             }
         }
 
-        let marks = join_all(enqueued.iter().map(|&(i, _)| self.inbox.mark_enqueued(&events[i].content_hash))).await;
+        let marks = join_all(
+            enqueued
+                .iter()
+                .map(|&(i, _)| self.inbox.mark_enqueued(&events[i].content_hash)),
+        )
+        .await;
         for (&(i, outcome), mark) in enqueued.iter().zip(marks) {
             if let Err(e) = mark {
                 // The event is safely on the queue; at worst a later duplicate is enqueued
@@ -153,7 +186,9 @@ impl Ingestor {
 
         let results: Vec<Result<Outcome, AwsError>> = results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(AwsError::Transient("event was not processed".into()))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(AwsError::Transient("event was not processed".into())))
+            })
             .collect();
         for (event, result) in events.iter().zip(&results) {
             self.observe(event, source, result, metrics);
@@ -161,7 +196,13 @@ impl Ingestor {
         results
     }
 
-    fn observe(&self, event: &LiveEvent, source: Source, result: &Result<Outcome, AwsError>, metrics: &Metrics) {
+    fn observe(
+        &self,
+        event: &LiveEvent,
+        source: Source,
+        result: &Result<Outcome, AwsError>,
+        metrics: &Metrics,
+    ) {
         let dims = [("Source", source.as_str())];
         match result {
             Ok(outcome) => {
@@ -202,7 +243,11 @@ impl Ingestor {
         metrics: &Metrics,
     ) -> Result<(), AwsError> {
         tracing::warn!(source = source.as_str(), reason_code, reason = %reason, bytes = raw.len(), "live event rejected");
-        metrics.count("EventsRejected", &[("Source", source.as_str()), ("Reason", reason_code)], 1);
+        metrics.count(
+            "EventsRejected",
+            &[("Source", source.as_str()), ("Reason", reason_code)],
+            1,
+        );
         let sample = &raw[..raw.len().min(REJECT_SAMPLE_BYTES)];
         let reject = Reject {
             source,

@@ -12,7 +12,10 @@ use futures::future::join_all;
 use std::time::Instant;
 
 fn attribute<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a str> {
-    message.message_attributes.get(name).and_then(|a| a.string_value.as_deref())
+    message
+        .message_attributes
+        .get(name)
+        .and_then(|a| a.string_value.as_deref())
 }
 
 fn failure(message_id: &str) -> BatchItemFailure {
@@ -32,18 +35,33 @@ impl Ingestor {
         let mut rejects = Vec::new();
 
         for (index, message) in event.records.iter().enumerate() {
-            let id = message.message_id.clone().unwrap_or_else(|| index.to_string());
+            let id = message
+                .message_id
+                .clone()
+                .unwrap_or_else(|| index.to_string());
             let body = message.body.as_deref().unwrap_or("");
             if body.len() > self.settings.max_event_bytes {
-                let reason = format!("message is {} bytes; the limit is {}", body.len(), self.settings.max_event_bytes);
+                let reason = format!(
+                    "message is {} bytes; the limit is {}",
+                    body.len(),
+                    self.settings.max_event_bytes
+                );
                 rejects.push((id, "payload_too_large", reason, body));
                 continue;
             }
             if body.trim().is_empty() {
-                rejects.push((id, "empty_body", "the message body is empty".to_string(), body));
+                rejects.push((
+                    id,
+                    "empty_body",
+                    "the message body is empty".to_string(),
+                    body,
+                ));
                 continue;
             }
-            let hints = DeliveryHints { event_name: attribute(message, "event_name"), event_time: attribute(message, "event_time") };
+            let hints = DeliveryHints {
+                event_name: attribute(message, "event_name"),
+                event_time: attribute(message, "event_time"),
+            };
             match live_events::parse_json(body.as_bytes(), hints) {
                 Ok(event) => {
                     events.push(event);
@@ -53,7 +71,9 @@ impl Ingestor {
             }
         }
 
-        let outcomes = self.ingest(&events, Source::Sqs, received_at, &metrics).await;
+        let outcomes = self
+            .ingest(&events, Source::Sqs, received_at, &metrics)
+            .await;
         for ((id, body), outcome) in event_ids.into_iter().zip(outcomes) {
             match outcome {
                 Ok(_) => {}
@@ -64,9 +84,9 @@ impl Ingestor {
             }
         }
 
-        let recorded = join_all(
-            rejects.iter().map(|(_, code, reason, body)| self.reject(Source::Sqs, code, reason.clone(), body.as_bytes(), &metrics)),
-        )
+        let recorded = join_all(rejects.iter().map(|(_, code, reason, body)| {
+            self.reject(Source::Sqs, code, reason.clone(), body.as_bytes(), &metrics)
+        }))
         .await;
         for ((id, _, _, _), result) in rejects.iter().zip(recorded) {
             if let Err(e) = result {
@@ -75,8 +95,17 @@ impl Ingestor {
             }
         }
 
-        metrics.count("BatchItemFailures", &[("Source", "sqs")], failures.len() as u64);
-        metrics.record("BatchLatency", &[("Source", "sqs")], Unit::Milliseconds, started.elapsed().as_secs_f64() * 1e3);
+        metrics.count(
+            "BatchItemFailures",
+            &[("Source", "sqs")],
+            failures.len() as u64,
+        );
+        metrics.record(
+            "BatchLatency",
+            &[("Source", "sqs")],
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
         metrics.flush();
 
         let mut response = SqsBatchResponse::default();

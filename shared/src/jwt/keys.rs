@@ -59,19 +59,30 @@ impl HttpJwksSource {
             .timeout(timeout)
             .build()
             .map_err(|e| JwksError::Fetch(e.to_string()))?;
-        Ok(Self { client, url: url.into() })
+        Ok(Self {
+            client,
+            url: url.into(),
+        })
     }
 }
 
 #[async_trait]
 impl JwksSource for HttpJwksSource {
     async fn fetch(&self) -> Result<JwkSet, JwksError> {
-        let response = self.client.get(&self.url).send().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
         let status = response.status();
         if !status.is_success() {
             return Err(JwksError::Fetch(format!("HTTP {status}")));
         }
-        let bytes = response.bytes().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| JwksError::Invalid(e.to_string()))
     }
 }
@@ -86,7 +97,10 @@ pub struct KeyCacheSettings {
 
 impl Default for KeyCacheSettings {
     fn default() -> Self {
-        Self { min_refetch: Duration::from_secs(300), max_age: Duration::from_secs(3600) }
+        Self {
+            min_refetch: Duration::from_secs(300),
+            max_age: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -131,7 +145,9 @@ impl KeyCache {
 
     pub(super) async fn key(&self, kid: &str) -> Result<Arc<ParsedPublicKey>, VerifyError> {
         let snapshot = self.current();
-        let fresh = snapshot.fetched_at.is_some_and(|t| t.elapsed() < self.settings.max_age);
+        let fresh = snapshot
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.settings.max_age);
         if let (Some(key), true) = (snapshot.keys.get(kid), fresh) {
             return Ok(key.clone());
         }
@@ -139,7 +155,9 @@ impl KeyCache {
         let mut gate = self.fetch_gate.lock().await;
         // Another task may have fetched while we waited for the gate.
         let snapshot = self.current();
-        let fresh = snapshot.fetched_at.is_some_and(|t| t.elapsed() < self.settings.max_age);
+        let fresh = snapshot
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.settings.max_age);
         if let (Some(key), true) = (snapshot.keys.get(kid), fresh) {
             return Ok(key.clone());
         }
@@ -148,13 +166,19 @@ impl KeyCache {
             None => true,
             // A stale cache is refreshed whenever it is used; an unknown kid only at the
             // rate limit.
-            Some(last) => !fresh || (known.is_none() && last.elapsed() >= self.settings.min_refetch),
+            Some(last) => {
+                !fresh || (known.is_none() && last.elapsed() >= self.settings.min_refetch)
+            }
         };
         if may_fetch && let Err(e) = self.refresh(&mut gate).await {
             // Stale keys beat no keys: keep verifying with what we have.
             return known.ok_or(e);
         }
-        self.current().keys.get(kid).cloned().ok_or(VerifyError::UnknownKid)
+        self.current()
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or(VerifyError::UnknownKid)
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -172,7 +196,10 @@ impl KeyCache {
         })?;
         let keys = usable_keys(&set);
         tracing::info!(keys = keys.len(), "JWKS refreshed");
-        let next = Arc::new(Snapshot { keys, fetched_at: Some(Instant::now()) });
+        let next = Arc::new(Snapshot {
+            keys,
+            fetched_at: Some(Instant::now()),
+        });
         match self.snapshot.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
@@ -191,14 +218,21 @@ fn usable_keys(set: &JwkSet) -> HashMap<String, Arc<ParsedPublicKey>> {
         .filter(|jwk| jwk.key_use.as_deref().is_none_or(|u| u == "sig"))
         .filter(|jwk| jwk.alg.as_deref().is_none_or(|a| a == "RS256"))
         .filter_map(|jwk| {
-            let n = URL_SAFE_NO_PAD.decode(jwk.n.as_deref()?.trim_end_matches('=')).ok()?;
-            let e = URL_SAFE_NO_PAD.decode(jwk.e.as_deref()?.trim_end_matches('=')).ok()?;
+            let n = URL_SAFE_NO_PAD
+                .decode(jwk.n.as_deref()?.trim_end_matches('='))
+                .ok()?;
+            let e = URL_SAFE_NO_PAD
+                .decode(jwk.e.as_deref()?.trim_end_matches('='))
+                .ok()?;
             if n.len() < 256 {
                 return None;
             }
-            let key = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
-                .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
-                .ok()?;
+            let key = RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .ok()?;
             Some((jwk.kid?, Arc::new(key)))
         })
         .collect()

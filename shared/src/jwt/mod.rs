@@ -92,7 +92,11 @@ struct Header<'a> {
 
 impl EventVerifier {
     pub fn new(keys: Arc<KeyCache>, issuer: &str, leeway_secs: u64) -> Self {
-        Self { keys, issuer: issuer.to_string(), leeway_secs }
+        Self {
+            keys,
+            issuer: issuer.to_string(),
+            leeway_secs,
+        }
     }
 
     pub fn key_cache(&self) -> &Arc<KeyCache> {
@@ -103,29 +107,44 @@ impl EventVerifier {
     pub async fn verify(&self, token: &str) -> Result<Value, VerifyError> {
         let token = token.trim();
         let (signing_input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
-        let (header, payload) = signing_input.split_once('.').ok_or(VerifyError::Malformed)?;
+        let (header, payload) = signing_input
+            .split_once('.')
+            .ok_or(VerifyError::Malformed)?;
         if payload.contains('.') {
             return Err(VerifyError::Malformed);
         }
         // The header is read before any key is touched: `alg` must be exactly RS256 and
         // `kid` must be present.
         let kid = Self::checked_kid(header)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| VerifyError::Malformed)?;
         let key = self.keys.key(&kid).await?;
-        key.verify_sig(signing_input.as_bytes(), &signature).map_err(|_| VerifyError::BadSignature)?;
+        key.verify_sig(signing_input.as_bytes(), &signature)
+            .map_err(|_| VerifyError::BadSignature)?;
 
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| VerifyError::Malformed)?;
-        let claims: Value = serde_json::from_slice(&payload).map_err(|_| VerifyError::InvalidClaims)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| VerifyError::Malformed)?;
+        let claims: Value =
+            serde_json::from_slice(&payload).map_err(|_| VerifyError::InvalidClaims)?;
         self.check_claims(&claims)?;
         Ok(claims)
     }
 
     fn checked_kid(header: &str) -> Result<String, VerifyError> {
-        let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| VerifyError::Malformed)?;
-        let header: Header<'_> = serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| VerifyError::Malformed)?;
+        let header: Header<'_> =
+            serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
         match header.alg.as_deref() {
             Some("RS256") => {}
-            Some(other) => return Err(VerifyError::AlgorithmNotAllowed(other.chars().take(16).collect())),
+            Some(other) => {
+                return Err(VerifyError::AlgorithmNotAllowed(
+                    other.chars().take(16).collect(),
+                ));
+            }
             None => return Err(VerifyError::AlgorithmNotAllowed("(missing)".into())),
         }
         match header.kid {
@@ -141,7 +160,10 @@ impl EventVerifier {
             Some(Value::String(iss)) if *iss == self.issuer => {}
             Some(_) => return Err(VerifyError::WrongIssuer),
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         let leeway = self.leeway_secs as f64;
         let time = |name: &str| -> Result<Option<f64>, VerifyError> {
             match claims.get(name) {

@@ -18,7 +18,10 @@ struct Signer {
 
 impl Signer {
     fn new(kid: &str) -> Self {
-        Self { kid: kid.into(), key: KeyPair::generate(KeySize::Rsa2048).unwrap() }
+        Self {
+            kid: kid.into(),
+            key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
+        }
     }
 
     fn jwk(&self) -> serde_json::Value {
@@ -35,13 +38,21 @@ impl Signer {
         );
         let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
-            .sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), signing_input.as_bytes(), &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
             .unwrap();
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
     fn sign(&self, claims: &serde_json::Value) -> String {
-        self.sign_with_header(json!({"alg": "RS256", "typ": "JWT", "kid": self.kid}), claims)
+        self.sign_with_header(
+            json!({"alg": "RS256", "typ": "JWT", "kid": self.kid}),
+            claims,
+        )
     }
 }
 
@@ -53,7 +64,10 @@ struct FakeSource {
 
 impl FakeSource {
     fn new(signers: &[&Signer]) -> Arc<Self> {
-        let source = Arc::new(Self { keys: Mutex::new(Err(String::new())), fetches: AtomicUsize::new(0) });
+        let source = Arc::new(Self {
+            keys: Mutex::new(Err(String::new())),
+            fetches: AtomicUsize::new(0),
+        });
         source.publish(signers);
         source
     }
@@ -74,18 +88,32 @@ impl JwksSource for FakeSource {
     async fn fetch(&self) -> Result<JwkSet, JwksError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let keys = self.keys.lock().unwrap().clone().map_err(JwksError::Fetch)?;
+        let keys = self
+            .keys
+            .lock()
+            .unwrap()
+            .clone()
+            .map_err(JwksError::Fetch)?;
         serde_json::from_value(keys).map_err(|e| JwksError::Invalid(e.to_string()))
     }
 }
 
 fn verifier(source: Arc<FakeSource>, min_refetch: Duration) -> EventVerifier {
-    let cache = KeyCache::new(source, KeyCacheSettings { min_refetch, max_age: Duration::from_secs(3600) });
+    let cache = KeyCache::new(
+        source,
+        KeyCacheSettings {
+            min_refetch,
+            max_age: Duration::from_secs(3600),
+        },
+    );
     EventVerifier::new(Arc::new(cache), ISSUER, 30)
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn event_claims() -> serde_json::Value {
@@ -100,7 +128,10 @@ fn event_claims() -> serde_json::Value {
 async fn a_canvas_signed_event_verifies() {
     let signer = Signer::new("2026-11-a");
     let verifier = verifier(FakeSource::new(&[&signer]), Duration::from_secs(300));
-    let claims = verifier.verify(&signer.sign(&event_claims())).await.unwrap();
+    let claims = verifier
+        .verify(&signer.sign(&event_claims()))
+        .await
+        .unwrap();
     assert_eq!(claims["body"]["course_id"], "1");
 }
 
@@ -111,18 +142,38 @@ async fn algorithm_confusion_is_refused_before_any_key_is_used() {
     let verifier = verifier(source.clone(), Duration::from_secs(300));
     let claims = URL_SAFE_NO_PAD.encode(event_claims().to_string());
 
-    let none = format!("{}.{claims}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#));
-    assert_eq!(verifier.verify(&none).await, Err(VerifyError::AlgorithmNotAllowed("none".into())));
+    let none = format!(
+        "{}.{claims}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#)
+    );
+    assert_eq!(
+        verifier.verify(&none).await,
+        Err(VerifyError::AlgorithmNotAllowed("none".into()))
+    );
 
     // HS256 keyed with the public key: the classic confusion attack.
     let public_pem = signer.jwk()["n"].as_str().unwrap().to_string();
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs.kid = Some("k1".into());
-    let forged = jsonwebtoken::encode(&hs, &event_claims(), &jsonwebtoken::EncodingKey::from_secret(public_pem.as_bytes())).unwrap();
-    assert_eq!(verifier.verify(&forged).await, Err(VerifyError::AlgorithmNotAllowed("HS256".into())));
+    let forged = jsonwebtoken::encode(
+        &hs,
+        &event_claims(),
+        &jsonwebtoken::EncodingKey::from_secret(public_pem.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        verifier.verify(&forged).await,
+        Err(VerifyError::AlgorithmNotAllowed("HS256".into()))
+    );
 
-    let no_alg = format!("{}.{claims}.c2ln", URL_SAFE_NO_PAD.encode(r#"{"kid":"k1"}"#));
-    assert!(matches!(verifier.verify(&no_alg).await, Err(VerifyError::AlgorithmNotAllowed(_))));
+    let no_alg = format!(
+        "{}.{claims}.c2ln",
+        URL_SAFE_NO_PAD.encode(r#"{"kid":"k1"}"#)
+    );
+    assert!(matches!(
+        verifier.verify(&no_alg).await,
+        Err(VerifyError::AlgorithmNotAllowed(_))
+    ));
     assert_eq!(source.fetches(), 0, "no key lookup for refused algorithms");
 }
 
@@ -133,7 +184,10 @@ async fn kid_is_required_and_must_be_known() {
     let no_kid = signer.sign_with_header(json!({"alg": "RS256"}), &event_claims());
     assert_eq!(verifier.verify(&no_kid).await, Err(VerifyError::MissingKid));
     let stranger = Signer::new("not-canvas");
-    assert_eq!(verifier.verify(&stranger.sign(&event_claims())).await, Err(VerifyError::UnknownKid));
+    assert_eq!(
+        verifier.verify(&stranger.sign(&event_claims())).await,
+        Err(VerifyError::UnknownKid)
+    );
 }
 
 #[tokio::test]
@@ -143,10 +197,17 @@ async fn forged_kids_cannot_make_us_hammer_the_jwks_url() {
     let verifier = verifier(source.clone(), Duration::from_secs(300));
     assert!(verifier.verify(&signer.sign(&event_claims())).await.is_ok());
     for i in 0..50 {
-        let forged = signer.sign_with_header(json!({"alg": "RS256", "kid": format!("forged-{i}")}), &event_claims());
+        let forged = signer.sign_with_header(
+            json!({"alg": "RS256", "kid": format!("forged-{i}")}),
+            &event_claims(),
+        );
         assert_eq!(verifier.verify(&forged).await, Err(VerifyError::UnknownKid));
     }
-    assert_eq!(source.fetches(), 1, "unknown kids within the refetch interval must not re-fetch");
+    assert_eq!(
+        source.fetches(),
+        1,
+        "unknown kids within the refetch interval must not re-fetch"
+    );
 }
 
 #[tokio::test]
@@ -159,10 +220,16 @@ async fn a_rotated_key_is_picked_up_after_the_refetch_interval() {
 
     source.publish(&[&old, &new]);
     // Within the interval the new kid is unknown; after it one fetch finds it.
-    assert_eq!(verifier.verify(&new.sign(&event_claims())).await, Err(VerifyError::UnknownKid));
+    assert_eq!(
+        verifier.verify(&new.sign(&event_claims())).await,
+        Err(VerifyError::UnknownKid)
+    );
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(verifier.verify(&new.sign(&event_claims())).await.is_ok());
-    assert!(verifier.verify(&old.sign(&event_claims())).await.is_ok(), "previous key still valid");
+    assert!(
+        verifier.verify(&old.sign(&event_claims())).await.is_ok(),
+        "previous key still valid"
+    );
     assert_eq!(source.fetches(), 2);
 }
 
@@ -199,13 +266,42 @@ async fn claims_are_checked() {
         }
         signer.sign(&claims)
     };
-    assert_eq!(verifier.verify(&with(json!({"exp": now() - 120}))).await, Err(VerifyError::Expired));
-    assert!(verifier.verify(&with(json!({"exp": now() - 10}))).await.is_ok(), "within leeway");
-    assert_eq!(verifier.verify(&with(json!({"nbf": now() + 120}))).await, Err(VerifyError::NotYetValid));
-    assert_eq!(verifier.verify(&with(json!({"iat": now() + 120}))).await, Err(VerifyError::IssuedInFuture));
-    assert_eq!(verifier.verify(&with(json!({"iss": "https://evil.test"}))).await, Err(VerifyError::WrongIssuer));
-    assert_eq!(verifier.verify(&with(json!({"iss": null}))).await, Err(VerifyError::MissingIssuer));
-    assert!(verifier.verify(&with(json!({"exp": null, "iat": null}))).await.is_ok(), "exp and iat are optional");
+    assert_eq!(
+        verifier.verify(&with(json!({"exp": now() - 120}))).await,
+        Err(VerifyError::Expired)
+    );
+    assert!(
+        verifier
+            .verify(&with(json!({"exp": now() - 10})))
+            .await
+            .is_ok(),
+        "within leeway"
+    );
+    assert_eq!(
+        verifier.verify(&with(json!({"nbf": now() + 120}))).await,
+        Err(VerifyError::NotYetValid)
+    );
+    assert_eq!(
+        verifier.verify(&with(json!({"iat": now() + 120}))).await,
+        Err(VerifyError::IssuedInFuture)
+    );
+    assert_eq!(
+        verifier
+            .verify(&with(json!({"iss": "https://evil.test"})))
+            .await,
+        Err(VerifyError::WrongIssuer)
+    );
+    assert_eq!(
+        verifier.verify(&with(json!({"iss": null}))).await,
+        Err(VerifyError::MissingIssuer)
+    );
+    assert!(
+        verifier
+            .verify(&with(json!({"exp": null, "iat": null})))
+            .await
+            .is_ok(),
+        "exp and iat are optional"
+    );
 }
 
 #[tokio::test]
@@ -217,8 +313,14 @@ async fn a_tampered_payload_fails_the_signature() {
     let mut claims = event_claims();
     claims["body"]["course_id"] = "2".into();
     parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
-    assert_eq!(verifier.verify(&parts.join(".")).await, Err(VerifyError::BadSignature));
-    assert_eq!(verifier.verify("not.a-token").await, Err(VerifyError::Malformed));
+    assert_eq!(
+        verifier.verify(&parts.join(".")).await,
+        Err(VerifyError::BadSignature)
+    );
+    assert_eq!(
+        verifier.verify("not.a-token").await,
+        Err(VerifyError::Malformed)
+    );
 }
 
 #[tokio::test]
@@ -226,9 +328,18 @@ async fn unavailable_keys_are_transient_and_stale_keys_still_serve() {
     let signer = Signer::new("k1");
     let source = FakeSource::new(&[&signer]);
     source.fail();
-    let cache = KeyCache::new(source.clone(), KeyCacheSettings { min_refetch: Duration::ZERO, max_age: Duration::ZERO });
+    let cache = KeyCache::new(
+        source.clone(),
+        KeyCacheSettings {
+            min_refetch: Duration::ZERO,
+            max_age: Duration::ZERO,
+        },
+    );
     let verifier = EventVerifier::new(Arc::new(cache), ISSUER, 30);
-    let err = verifier.verify(&signer.sign(&event_claims())).await.unwrap_err();
+    let err = verifier
+        .verify(&signer.sign(&event_claims()))
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 
     source.publish(&[&signer]);

@@ -3,17 +3,29 @@
 //! `eventTime`. Caliper has no Canvas event name, so it is derived from type, action and
 //! object kind (the SQS `event_name` attribute wins when present).
 
-use super::{DeliveryHints, EnvelopeError, Format, LiveEvent, canonical, time, validate_event_name};
 use super::entity::{EntityKey, globalise, id_text, shard_of, snake_case};
+use super::{
+    DeliveryHints, EnvelopeError, Format, LiveEvent, canonical, time, validate_event_name,
+};
 use serde_json::Value;
 
 const URN_PREFIX: &str = "urn:instructure:canvas:";
 
 pub(super) fn parse(payload: Value, hints: DeliveryHints<'_>) -> Result<LiveEvent, EnvelopeError> {
-    let data = payload.get("data").and_then(Value::as_array).ok_or(EnvelopeError::EmptyCaliperData)?;
-    let event = data.first().filter(|e| e.is_object()).ok_or(EnvelopeError::EmptyCaliperData)?;
+    let data = payload
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or(EnvelopeError::EmptyCaliperData)?;
+    let event = data
+        .first()
+        .filter(|e| e.is_object())
+        .ok_or(EnvelopeError::EmptyCaliperData)?;
 
-    let event_time = match event.get("eventTime").and_then(Value::as_str).or(hints.event_time) {
+    let event_time = match event
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .or(hints.event_time)
+    {
         Some(text) => time::parse_event_time(text)
             .ok_or_else(|| EnvelopeError::InvalidEventTime("`eventTime` is not RFC 3339".into()))?,
         None => return Err(EnvelopeError::MissingEventTime),
@@ -21,7 +33,9 @@ pub(super) fn parse(payload: Value, hints: DeliveryHints<'_>) -> Result<LiveEven
 
     let object = event.get("object").unwrap_or(&Value::Null);
     let (kind, object_id) = urn_parts(object.get("id").and_then(Value::as_str));
-    let ext = object.pointer("/extensions/com.instructure.canvas").unwrap_or(&Value::Null);
+    let ext = object
+        .pointer("/extensions/com.instructure.canvas")
+        .unwrap_or(&Value::Null);
 
     let event_name = match hints.event_name {
         Some(name) => name.to_string(),
@@ -33,7 +47,14 @@ pub(super) fn parse(payload: Value, hints: DeliveryHints<'_>) -> Result<LiveEven
     let entity_key = entity_key(&event_name, event, kind, object_id, ext, shard);
     // `sendTime` changes when Canvas re-sends the same event: hash only the event itself.
     let content_hash = canonical::hash(&payload["data"]);
-    Ok(LiveEvent { format: Format::Caliper, event_name, event_time, entity_key, content_hash, payload })
+    Ok(LiveEvent {
+        format: Format::Caliper,
+        event_name,
+        event_time,
+        entity_key,
+        content_hash,
+        payload,
+    })
 }
 
 /// `urn:instructure:canvas:course:1:section:2` → (`section`, `2`); the last kind/id pair wins.
@@ -62,7 +83,10 @@ fn entity_type(kind: &str) -> String {
 fn derive_event_name(event: &Value, kind: Option<&str>, ext: &Value) -> String {
     let event_type = event.get("type").and_then(Value::as_str).unwrap_or("");
     let action = event.get("action").and_then(Value::as_str).unwrap_or("");
-    let object_type = event.pointer("/object/type").and_then(Value::as_str).unwrap_or("");
+    let object_type = event
+        .pointer("/object/type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match (event_type, action) {
         ("NavigationEvent", _) => return "asset_accessed".into(),
         ("SessionEvent", "LoggedIn") => return "logged_in".into(),
@@ -82,7 +106,9 @@ fn derive_event_name(event: &Value, kind: Option<&str>, ext: &Value) -> String {
     };
     let noun = match kind {
         Some("course") if object_type == "Document" => return "syllabus_updated".into(),
-        Some("account") if ext.get("user_id").is_some() => return "user_account_association_created".into(),
+        Some("account") if ext.get("user_id").is_some() => {
+            return "user_account_association_created".into();
+        }
         Some("enrollment") if ext.get("state").is_some() => "enrollment_state".to_string(),
         Some(kind) => entity_type(kind),
         None => snake_case(object_type),
@@ -108,7 +134,10 @@ fn entity_key(
         }
         "asset_accessed" => {
             if let (Some(kind), Some(id)) = (kind, object_id) {
-                let asset_type = ext.get("asset_type").and_then(Value::as_str).unwrap_or(kind);
+                let asset_type = ext
+                    .get("asset_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or(kind);
                 return EntityKey::new("asset", &[asset_type, &global(id)]);
             }
         }
@@ -134,7 +163,10 @@ mod tests {
 
     #[test]
     fn urns_split_into_kind_and_id() {
-        assert_eq!(urn_parts(Some("urn:instructure:canvas:submission:42")), (Some("submission"), Some("42")));
+        assert_eq!(
+            urn_parts(Some("urn:instructure:canvas:submission:42")),
+            (Some("submission"), Some("42"))
+        );
         assert_eq!(
             urn_parts(Some("urn:instructure:canvas:course:1:section:2")),
             (Some("section"), Some("2"))

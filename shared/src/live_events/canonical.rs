@@ -64,17 +64,22 @@ mod tests {
 
     #[test]
     fn key_order_and_whitespace_do_not_matter() {
-        let a: Value = serde_json::from_str(r#"{"b": [1, {"y": 2, "x": "é"}], "a": null}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b": [1, {"y": 2, "x": "é"}], "a": null}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":null,"b":[1,{"x":"é","y":2}]}"#).unwrap();
         assert_eq!(hash(&a), hash(&b));
     }
 
     #[test]
     fn canonical_text_is_sorted_and_compact() {
-        let a: Value = serde_json::from_str(r#"{"b": {"d": 1, "c": "\"q\""}, "a": [true, 1.5]}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b": {"d": 1, "c": "\"q\""}, "a": [true, 1.5]}"#).unwrap();
         let mut out = Vec::new();
         write(&a, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":[true,1.5],"b":{"c":"\"q\"","d":1}}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":[true,1.5],"b":{"c":"\"q\"","d":1}}"#
+        );
     }
 
     #[test]

@@ -1,11 +1,19 @@
 //! Canvas format: `{"metadata": {...}, "body": {...}}`.
 
-use super::{DeliveryHints, EnvelopeError, Format, LiveEvent, canonical, entity, time, validate_event_name};
+use super::{
+    DeliveryHints, EnvelopeError, Format, LiveEvent, canonical, entity, time, validate_event_name,
+};
 use serde_json::Value;
 
 pub(super) fn parse(payload: Value, hints: DeliveryHints<'_>) -> Result<LiveEvent, EnvelopeError> {
-    let metadata = payload.get("metadata").filter(|m| m.is_object()).ok_or(EnvelopeError::NotAnObjectField("metadata"))?;
-    let body = payload.get("body").filter(|b| b.is_object()).ok_or(EnvelopeError::NotAnObjectField("body"))?;
+    let metadata = payload
+        .get("metadata")
+        .filter(|m| m.is_object())
+        .ok_or(EnvelopeError::NotAnObjectField("metadata"))?;
+    let body = payload
+        .get("body")
+        .filter(|b| b.is_object())
+        .ok_or(EnvelopeError::NotAnObjectField("body"))?;
 
     // The signed/queued body is authoritative; the SQS attribute only fills a gap.
     let event_name = metadata
@@ -25,9 +33,18 @@ pub(super) fn parse(payload: Value, hints: DeliveryHints<'_>) -> Result<LiveEven
             time::parse_event_time(text)
         }
     }
-    .ok_or_else(|| EnvelopeError::InvalidEventTime("expected RFC 3339 such as 2024-01-31T12:00:00.000Z".into()))?;
+    .ok_or_else(|| {
+        EnvelopeError::InvalidEventTime("expected RFC 3339 such as 2024-01-31T12:00:00.000Z".into())
+    })?;
 
     let entity_key = entity::canvas_key(&event_name, metadata, body);
     let content_hash = canonical::hash(&payload);
-    Ok(LiveEvent { format: Format::Canvas, event_name, event_time, entity_key, content_hash, payload })
+    Ok(LiveEvent {
+        format: Format::Canvas,
+        event_name,
+        event_time,
+        entity_key,
+        content_hash,
+        payload,
+    })
 }

@@ -112,54 +112,207 @@ use Field::{Body, BodyText, Meta};
 /// fields are all present wins (e.g. the published `grade_override` example is labelled
 /// `grade_change` but carries a score id).
 const RULES: &[Rule] = &[
-    Rule { events: &["account_created", "account_updated"], entity: "account", ids: &[Body("account_id")] },
-    Rule { events: &["account_notification_created"], entity: "account_notification", ids: &[Body("account_notification_id")] },
-    Rule { events: &["asset_accessed"], entity: "asset", ids: &[BodyText("asset_type"), Body("asset_id")] },
-    Rule { events: &["assignment_created", "assignment_updated"], entity: "assignment", ids: &[Body("assignment_id")] },
-    Rule { events: &["assignment_group_created", "assignment_group_updated"], entity: "assignment_group", ids: &[Body("assignment_group_id")] },
-    Rule { events: &["assignment_override_created", "assignment_override_updated"], entity: "assignment_override", ids: &[Body("assignment_override_id")] },
-    Rule { events: &["attachment_created", "attachment_updated", "attachment_deleted"], entity: "attachment", ids: &[Body("attachment_id")] },
-    Rule { events: &["content_migration_started", "content_migration_completed"], entity: "content_migration", ids: &[Body("content_migration_id")] },
-    Rule { events: &["conversation_created", "conversation_forwarded"], entity: "conversation", ids: &[Body("conversation_id")] },
-    Rule { events: &["conversation_message_created"], entity: "conversation_message", ids: &[Body("message_id")] },
-    Rule { events: &["course_created", "course_updated", "syllabus_updated"], entity: "course", ids: &[Body("course_id")] },
-    Rule { events: &["course_grade_change"], entity: "course_grade", ids: &[Body("course_id"), Body("user_id")] },
-    Rule { events: &["course_progress", "course_completed"], entity: "course_progress", ids: &[Body("course.id"), Body("user.id")] },
-    Rule { events: &["discussion_entry_created", "discussion_entry_submitted"], entity: "discussion_entry", ids: &[Body("discussion_entry_id")] },
-    Rule { events: &["discussion_topic_created", "discussion_topic_updated"], entity: "discussion_topic", ids: &[Body("discussion_topic_id")] },
     Rule {
-        events: &["enrollment_created", "enrollment_updated", "enrollment_state_created", "enrollment_state_updated"],
+        events: &["account_created", "account_updated"],
+        entity: "account",
+        ids: &[Body("account_id")],
+    },
+    Rule {
+        events: &["account_notification_created"],
+        entity: "account_notification",
+        ids: &[Body("account_notification_id")],
+    },
+    Rule {
+        events: &["asset_accessed"],
+        entity: "asset",
+        ids: &[BodyText("asset_type"), Body("asset_id")],
+    },
+    Rule {
+        events: &["assignment_created", "assignment_updated"],
+        entity: "assignment",
+        ids: &[Body("assignment_id")],
+    },
+    Rule {
+        events: &["assignment_group_created", "assignment_group_updated"],
+        entity: "assignment_group",
+        ids: &[Body("assignment_group_id")],
+    },
+    Rule {
+        events: &["assignment_override_created", "assignment_override_updated"],
+        entity: "assignment_override",
+        ids: &[Body("assignment_override_id")],
+    },
+    Rule {
+        events: &[
+            "attachment_created",
+            "attachment_updated",
+            "attachment_deleted",
+        ],
+        entity: "attachment",
+        ids: &[Body("attachment_id")],
+    },
+    Rule {
+        events: &["content_migration_started", "content_migration_completed"],
+        entity: "content_migration",
+        ids: &[Body("content_migration_id")],
+    },
+    Rule {
+        events: &["conversation_created", "conversation_forwarded"],
+        entity: "conversation",
+        ids: &[Body("conversation_id")],
+    },
+    Rule {
+        events: &["conversation_message_created"],
+        entity: "conversation_message",
+        ids: &[Body("message_id")],
+    },
+    Rule {
+        events: &["course_created", "course_updated", "syllabus_updated"],
+        entity: "course",
+        ids: &[Body("course_id")],
+    },
+    Rule {
+        events: &["course_grade_change"],
+        entity: "course_grade",
+        ids: &[Body("course_id"), Body("user_id")],
+    },
+    Rule {
+        events: &["course_progress", "course_completed"],
+        entity: "course_progress",
+        ids: &[Body("course.id"), Body("user.id")],
+    },
+    Rule {
+        events: &["discussion_entry_created", "discussion_entry_submitted"],
+        entity: "discussion_entry",
+        ids: &[Body("discussion_entry_id")],
+    },
+    Rule {
+        events: &["discussion_topic_created", "discussion_topic_updated"],
+        entity: "discussion_topic",
+        ids: &[Body("discussion_topic_id")],
+    },
+    Rule {
+        events: &[
+            "enrollment_created",
+            "enrollment_updated",
+            "enrollment_state_created",
+            "enrollment_state_updated",
+        ],
         entity: "enrollment",
         ids: &[Body("enrollment_id")],
     },
-    Rule { events: &["group_created", "group_updated"], entity: "group", ids: &[Body("group_id")] },
-    Rule { events: &["group_category_created", "group_category_updated"], entity: "group_category", ids: &[Body("group_category_id")] },
-    Rule { events: &["group_membership_created", "group_membership_updated"], entity: "group_membership", ids: &[Body("group_membership_id")] },
-    Rule { events: &["learning_outcome_created", "learning_outcome_updated"], entity: "learning_outcome", ids: &[Body("learning_outcome_id")] },
-    Rule { events: &["learning_outcome_group_created", "learning_outcome_group_updated"], entity: "learning_outcome_group", ids: &[Body("learning_outcome_group_id")] },
-    Rule { events: &["learning_outcome_link_created", "learning_outcome_link_updated"], entity: "learning_outcome_link", ids: &[Body("learning_outcome_link_id")] },
     Rule {
-        events: &["learning_outcome_result_created", "learning_outcome_result_updated"],
+        events: &["group_created", "group_updated"],
+        entity: "group",
+        ids: &[Body("group_id")],
+    },
+    Rule {
+        events: &["group_category_created", "group_category_updated"],
+        entity: "group_category",
+        ids: &[Body("group_category_id")],
+    },
+    Rule {
+        events: &["group_membership_created", "group_membership_updated"],
+        entity: "group_membership",
+        ids: &[Body("group_membership_id")],
+    },
+    Rule {
+        events: &["learning_outcome_created", "learning_outcome_updated"],
+        entity: "learning_outcome",
+        ids: &[Body("learning_outcome_id")],
+    },
+    Rule {
+        events: &[
+            "learning_outcome_group_created",
+            "learning_outcome_group_updated",
+        ],
+        entity: "learning_outcome_group",
+        ids: &[Body("learning_outcome_group_id")],
+    },
+    Rule {
+        events: &[
+            "learning_outcome_link_created",
+            "learning_outcome_link_updated",
+        ],
+        entity: "learning_outcome_link",
+        ids: &[Body("learning_outcome_link_id")],
+    },
+    Rule {
+        events: &[
+            "learning_outcome_result_created",
+            "learning_outcome_result_updated",
+        ],
         entity: "learning_outcome_result",
         ids: &[Body("learning_outcome_id"), BodyText("user_uuid")],
     },
-    Rule { events: &["learning_outcome_result_updated"], entity: "learning_outcome_result", ids: &[Body("id")] },
-    Rule { events: &["lti_resource_link_created", "lti_resource_link_updated"], entity: "lti_resource_link", ids: &[Body("resource_link_id")] },
-    Rule { events: &["master_migration_started"], entity: "master_migration", ids: &[Body("master_migration_id")] },
-    Rule { events: &["module_created", "module_updated"], entity: "module", ids: &[Body("module_id")] },
-    Rule { events: &["module_item_created", "module_item_updated"], entity: "module_item", ids: &[Body("module_item_id")] },
-    Rule { events: &["outcomes.retry_outcome_alignment_clone"], entity: "outcome_alignment_clone", ids: &[BodyText("new_course_uuid")] },
     Rule {
-        events: &["outcome_calculation_method_created", "outcome_calculation_method_updated"],
+        events: &["learning_outcome_result_updated"],
+        entity: "learning_outcome_result",
+        ids: &[Body("id")],
+    },
+    Rule {
+        events: &["lti_resource_link_created", "lti_resource_link_updated"],
+        entity: "lti_resource_link",
+        ids: &[Body("resource_link_id")],
+    },
+    Rule {
+        events: &["master_migration_started"],
+        entity: "master_migration",
+        ids: &[Body("master_migration_id")],
+    },
+    Rule {
+        events: &["module_created", "module_updated"],
+        entity: "module",
+        ids: &[Body("module_id")],
+    },
+    Rule {
+        events: &["module_item_created", "module_item_updated"],
+        entity: "module_item",
+        ids: &[Body("module_item_id")],
+    },
+    Rule {
+        events: &["outcomes.retry_outcome_alignment_clone"],
+        entity: "outcome_alignment_clone",
+        ids: &[BodyText("new_course_uuid")],
+    },
+    Rule {
+        events: &[
+            "outcome_calculation_method_created",
+            "outcome_calculation_method_updated",
+        ],
         entity: "outcome_calculation_method",
         ids: &[Body("outcome_calculation_method_id")],
     },
-    Rule { events: &["outcome_proficiency_created", "outcome_proficiency_updated"], entity: "outcome_proficiency", ids: &[Body("outcome_proficiency_id")] },
-    Rule { events: &["quiz_created", "quiz_updated"], entity: "quiz", ids: &[Body("quiz_id")] },
-    Rule { events: &["rubric_assessed"], entity: "rubric_assessment", ids: &[Body("id")] },
-    Rule { events: &["grade_override", "final_grade_custom_status"], entity: "score", ids: &[Body("score_id")] },
-    Rule { events: &["course_section_created", "course_section_updated"], entity: "section", ids: &[Body("course_section_id")] },
-    Rule { events: &["sis_batch_created", "sis_batch_updated"], entity: "sis_batch", ids: &[Body("sis_batch_id")] },
+    Rule {
+        events: &["outcome_proficiency_created", "outcome_proficiency_updated"],
+        entity: "outcome_proficiency",
+        ids: &[Body("outcome_proficiency_id")],
+    },
+    Rule {
+        events: &["quiz_created", "quiz_updated"],
+        entity: "quiz",
+        ids: &[Body("quiz_id")],
+    },
+    Rule {
+        events: &["rubric_assessed"],
+        entity: "rubric_assessment",
+        ids: &[Body("id")],
+    },
+    Rule {
+        events: &["grade_override", "final_grade_custom_status"],
+        entity: "score",
+        ids: &[Body("score_id")],
+    },
+    Rule {
+        events: &["course_section_created", "course_section_updated"],
+        entity: "section",
+        ids: &[Body("course_section_id")],
+    },
+    Rule {
+        events: &["sis_batch_created", "sis_batch_updated"],
+        entity: "sis_batch",
+        ids: &[Body("sis_batch_id")],
+    },
     Rule {
         events: &[
             "submission_created",
@@ -172,11 +325,39 @@ const RULES: &[Rule] = &[
         entity: "submission",
         ids: &[Body("submission_id")],
     },
-    Rule { events: &["grade_change"], entity: "score", ids: &[Body("score_id")] },
-    Rule { events: &["submission_comment_created"], entity: "submission_comment", ids: &[Body("submission_comment_id")] },
-    Rule { events: &["user_created", "user_updated", "user_account_association_created"], entity: "user", ids: &[Body("user_id")] },
-    Rule { events: &["logged_in", "logged_out"], entity: "user", ids: &[Meta("user_id")] },
-    Rule { events: &["wiki_page_created", "wiki_page_updated", "wiki_page_deleted"], entity: "wiki_page", ids: &[Body("wiki_page_id")] },
+    Rule {
+        events: &["grade_change"],
+        entity: "score",
+        ids: &[Body("score_id")],
+    },
+    Rule {
+        events: &["submission_comment_created"],
+        entity: "submission_comment",
+        ids: &[Body("submission_comment_id")],
+    },
+    Rule {
+        events: &[
+            "user_created",
+            "user_updated",
+            "user_account_association_created",
+        ],
+        entity: "user",
+        ids: &[Body("user_id")],
+    },
+    Rule {
+        events: &["logged_in", "logged_out"],
+        entity: "user",
+        ids: &[Meta("user_id")],
+    },
+    Rule {
+        events: &[
+            "wiki_page_created",
+            "wiki_page_updated",
+            "wiki_page_deleted",
+        ],
+        entity: "wiki_page",
+        ids: &[Body("wiki_page_id")],
+    },
 ];
 
 /// Whether Canvas-format `event_name` has a documented key rule.
@@ -209,7 +390,8 @@ pub fn canvas_key(event_name: &str, metadata: &Value, body: &Value) -> EntityKey
 /// grouped sensibly.
 fn fallback_key(event_name: &str, metadata: &Value, body: &Value, shard: Option<u64>) -> EntityKey {
     let noun = noun_of(event_name);
-    let own_id = id_text(body.get(format!("{noun}_id").as_str())).or_else(|| id_text(body.get("id")));
+    let own_id =
+        id_text(body.get(format!("{noun}_id").as_str())).or_else(|| id_text(body.get("id")));
     if let Some(id) = own_id {
         return EntityKey::new(noun, &[&globalise(&id, shard)]);
     }
@@ -225,8 +407,18 @@ fn fallback_key(event_name: &str, metadata: &Value, body: &Value, shard: Option<
 /// `wiki_page_created` → `wiki_page`: the event name less its verb.
 pub(crate) fn noun_of(event_name: &str) -> &str {
     const VERBS: [&str; 12] = [
-        "_created", "_updated", "_deleted", "_started", "_completed", "_submitted", "_changed",
-        "_change", "_assessed", "_accessed", "_forwarded", "_published",
+        "_created",
+        "_updated",
+        "_deleted",
+        "_started",
+        "_completed",
+        "_submitted",
+        "_changed",
+        "_change",
+        "_assessed",
+        "_accessed",
+        "_forwarded",
+        "_published",
     ];
     VERBS
         .iter()
@@ -289,9 +481,17 @@ mod tests {
     #[test]
     fn local_ids_are_globalised_on_the_root_account_shard() {
         let meta = json!({"root_account_id": "21070000000000001"});
-        let key = canvas_key("module_item_created", &meta, &json!({"module_item_id": "19587"}));
+        let key = canvas_key(
+            "module_item_created",
+            &meta,
+            &json!({"module_item_id": "19587"}),
+        );
         assert_eq!(key.as_str(), "module_item:21070000000019587");
-        let key = canvas_key("course_created", &meta, &json!({"course_id": "21070000000000056"}));
+        let key = canvas_key(
+            "course_created",
+            &meta,
+            &json!({"course_id": "21070000000000056"}),
+        );
         assert_eq!(key.as_str(), "course:21070000000000056");
         // Without a global root account id, ids stay as they are.
         let key = canvas_key("account_created", &json!({}), &json!({"account_id": 3}));
@@ -311,9 +511,18 @@ mod tests {
     #[test]
     fn unknown_event_types_get_a_sensible_key() {
         let meta = json!({"root_account_id": "21070000000000001", "context_type": "Course", "context_id": "21070000000000565"});
-        assert_eq!(canvas_key("rubric_created", &meta, &json!({"rubric_id": "9"})).as_str(), "rubric:21070000000000009");
-        assert_eq!(canvas_key("thing_happened", &meta, &json!({})).as_str(), "course:21070000000000565");
-        assert_eq!(canvas_key("thing_happened", &json!({}), &json!({})).as_str(), "event:thing_happened");
+        assert_eq!(
+            canvas_key("rubric_created", &meta, &json!({"rubric_id": "9"})).as_str(),
+            "rubric:21070000000000009"
+        );
+        assert_eq!(
+            canvas_key("thing_happened", &meta, &json!({})).as_str(),
+            "course:21070000000000565"
+        );
+        assert_eq!(
+            canvas_key("thing_happened", &json!({}), &json!({})).as_str(),
+            "event:thing_happened"
+        );
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub enum EnvelopeError {
     InvalidJson(String),
     #[error("event must be a JSON object")]
     NotAnObject,
-    #[error("not a Canvas or Caliper envelope: expected `metadata` + `body` or a Caliper `data` array")]
+    #[error(
+        "not a Canvas or Caliper envelope: expected `metadata` + `body` or a Caliper `data` array"
+    )]
     UnrecognisedEnvelope,
     #[error("`{0}` must be a JSON object")]
     NotAnObjectField(&'static str),
@@ -70,7 +72,9 @@ pub enum EnvelopeError {
     MissingEventName,
     #[error("event name must be 1-64 lowercase letters, digits, underscores or dots")]
     InvalidEventName,
-    #[error("missing event time (`metadata.event_time`, `eventTime` or the `event_time` attribute)")]
+    #[error(
+        "missing event time (`metadata.event_time`, `eventTime` or the `event_time` attribute)"
+    )]
     MissingEventTime,
     #[error("unreadable event time: {0}")]
     InvalidEventTime(String),
@@ -101,8 +105,8 @@ const JWT_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
 
 /// Parses raw JSON bytes (SQS delivery, unsigned HTTPS delivery).
 pub fn parse_json(bytes: &[u8], hints: DeliveryHints<'_>) -> Result<LiveEvent, EnvelopeError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::InvalidJson(describe_json_error(&e)))?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| EnvelopeError::InvalidJson(describe_json_error(&e)))?;
     from_value(value, hints)
 }
 
@@ -121,7 +125,9 @@ pub fn from_value(value: Value, hints: DeliveryHints<'_>) -> Result<LiveEvent, E
     let map = value.as_object().ok_or(EnvelopeError::NotAnObject)?;
     if map.contains_key("metadata") {
         canvas::parse(value, hints)
-    } else if map.contains_key("data") && (map.contains_key("dataVersion") || map.contains_key("sensor")) {
+    } else if map.contains_key("data")
+        && (map.contains_key("dataVersion") || map.contains_key("sensor"))
+    {
         caliper::parse(value, hints)
     } else {
         Err(EnvelopeError::UnrecognisedEnvelope)
@@ -142,8 +148,14 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 fn validate_event_name(name: &str) -> Result<(), EnvelopeError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
-    if ok { Ok(()) } else { Err(EnvelopeError::InvalidEventName) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(EnvelopeError::InvalidEventName)
+    }
 }
 
 #[cfg(test)]
@@ -152,7 +164,11 @@ mod tests {
 
     #[test]
     fn truncated_json_is_reported_as_such_without_content() {
-        let err = parse_json(br#"{"metadata": {"event_name": "secret-value"#, DeliveryHints::default()).unwrap_err();
+        let err = parse_json(
+            br#"{"metadata": {"event_name": "secret-value"#,
+            DeliveryHints::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "invalid_json");
         let text = err.to_string();
         assert!(text.contains("truncated"), "{text}");
@@ -161,7 +177,10 @@ mod tests {
 
     #[test]
     fn non_envelopes_are_rejected_with_specific_reasons() {
-        assert_eq!(parse_json(b"[1,2]", DeliveryHints::default()).unwrap_err(), EnvelopeError::NotAnObject);
+        assert_eq!(
+            parse_json(b"[1,2]", DeliveryHints::default()).unwrap_err(),
+            EnvelopeError::NotAnObject
+        );
         assert_eq!(
             parse_json(br#"{"hello":"world"}"#, DeliveryHints::default()).unwrap_err(),
             EnvelopeError::UnrecognisedEnvelope

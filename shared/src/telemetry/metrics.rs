@@ -41,12 +41,19 @@ pub struct MetricSet {
 
 impl MetricSet {
     pub fn dimension(&self, name: &str) -> Option<&str> {
-        self.dimensions.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.dimensions
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sum of a metric's values, 0 when absent.
     pub fn sum(&self, name: &str) -> f64 {
-        self.metrics.iter().filter(|m| m.name == name).flat_map(|m| m.values.iter()).sum()
+        self.metrics
+            .iter()
+            .filter(|m| m.name == name)
+            .flat_map(|m| m.values.iter())
+            .sum()
     }
 }
 
@@ -115,7 +122,11 @@ pub struct Metrics {
 impl Metrics {
     /// `function` becomes the `Function` dimension of every metric.
     pub fn new(sink: Arc<dyn MetricsSink>, function: &str) -> Self {
-        Self { base: vec![("Function".into(), function.into())], sink, pending: Mutex::new(BTreeMap::new()) }
+        Self {
+            base: vec![("Function".into(), function.into())],
+            sink,
+            pending: Mutex::new(BTreeMap::new()),
+        }
     }
 
     pub fn count(&self, name: &str, extra: &[(&str, &str)], n: u64) {
@@ -126,12 +137,20 @@ impl Metrics {
 
     pub fn record(&self, name: &str, extra: &[(&str, &str)], unit: Unit, value: f64) {
         let mut dims = self.base.clone();
-        dims.extend(extra.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+        dims.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
         let mut pending = match self.pending.lock() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let entry = pending.entry(dims).or_default().entry(name.to_string()).or_insert((unit, Vec::new()));
+        let entry = pending
+            .entry(dims)
+            .or_default()
+            .entry(name.to_string())
+            .or_insert((unit, Vec::new()));
         // Counts add up; other units keep each observation (EMF takes arrays of values).
         match (unit, entry.1.first_mut()) {
             (Unit::Count, Some(total)) => *total += value,
@@ -152,7 +171,10 @@ impl Metrics {
             .into_iter()
             .map(|(dimensions, metrics)| MetricSet {
                 dimensions,
-                metrics: metrics.into_iter().map(|(name, (unit, values))| Metric { name, unit, values }).collect(),
+                metrics: metrics
+                    .into_iter()
+                    .map(|(name, (unit, values))| Metric { name, unit, values })
+                    .collect(),
             })
             .collect();
         self.sink.publish(sets);
@@ -176,17 +198,45 @@ mod tests {
         let m = Metrics::new(sink.clone(), "ingest-sqs");
         m.count("EventsAccepted", &[("Source", "sqs")], 2);
         m.count("EventsAccepted", &[("Source", "sqs")], 3);
-        m.count("EventsRejected", &[("Source", "sqs"), ("Reason", "invalid_json")], 1);
-        m.record("IngestLatency", &[("Source", "sqs")], Unit::Milliseconds, 4.0);
-        m.record("IngestLatency", &[("Source", "sqs")], Unit::Milliseconds, 6.0);
+        m.count(
+            "EventsRejected",
+            &[("Source", "sqs"), ("Reason", "invalid_json")],
+            1,
+        );
+        m.record(
+            "IngestLatency",
+            &[("Source", "sqs")],
+            Unit::Milliseconds,
+            4.0,
+        );
+        m.record(
+            "IngestLatency",
+            &[("Source", "sqs")],
+            Unit::Milliseconds,
+            6.0,
+        );
         m.flush();
         let sets = sink.0.lock().unwrap().clone();
         assert_eq!(sets.len(), 2);
-        let plain = sets.iter().find(|s| s.dimension("Reason").is_none()).unwrap();
+        let plain = sets
+            .iter()
+            .find(|s| s.dimension("Reason").is_none())
+            .unwrap();
         assert_eq!(plain.sum("EventsAccepted"), 5.0);
-        assert_eq!(plain.metrics.iter().find(|m| m.name == "IngestLatency").unwrap().values, vec![4.0, 6.0]);
+        assert_eq!(
+            plain
+                .metrics
+                .iter()
+                .find(|m| m.name == "IngestLatency")
+                .unwrap()
+                .values,
+            vec![4.0, 6.0]
+        );
         let line = emf_line(plain, 1);
-        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0], json!(["Function", "Source"]));
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["Function", "Source"])
+        );
         assert_eq!(line["EventsAccepted"], json!(5.0));
         assert_eq!(line["Function"], json!("ingest-sqs"));
         m.flush();
@@ -234,7 +284,12 @@ impl CollectingSink {
     pub fn values(&self, name: &str) -> Vec<f64> {
         self.with_sets(|sets| {
             sets.iter()
-                .flat_map(|s| s.metrics.iter().filter(|m| m.name == name).flat_map(|m| m.values.iter().copied()))
+                .flat_map(|s| {
+                    s.metrics
+                        .iter()
+                        .filter(|m| m.name == name)
+                        .flat_map(|m| m.values.iter().copied())
+                })
                 .collect()
         })
     }

@@ -3,7 +3,9 @@
 
 mod metrics;
 
-pub use metrics::{CollectingSink, Metric, MetricSet, Metrics, MetricsSink, StdoutEmf, Unit, emf_line};
+pub use metrics::{
+    CollectingSink, Metric, MetricSet, Metrics, MetricsSink, StdoutEmf, Unit, emf_line,
+};
 
 use tracing_subscriber::EnvFilter;
 
