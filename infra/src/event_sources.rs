@@ -1295,6 +1295,7 @@ mod tests {
         let config = moto.sdk_config();
         let overrides = Overrides::default()
             .parameter("Stage", stage)
+            .parameter("CanvasJwtIssuer", "https://canvas.test")
             .queue_attribute("CanvasLiveEventsQueue", "VisibilityTimeout", "2")
             .queue_attribute("ChangesQueue", "VisibilityTimeout", "2")
             .max_receive_count("CanvasLiveEventsQueue", 2)

@@ -1,9 +1,8 @@
-
 pub mod canvas_sim;
 pub mod event_sources;
+pub mod functions;
 pub mod moto;
 pub mod provision;
 pub mod repo;
-pub mod template;
-pub mod functions;
 pub mod stack;
+pub mod template;

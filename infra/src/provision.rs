@@ -911,7 +911,9 @@ mod tests {
         let moto = MotoServer::start(&root).await.unwrap();
         let config = moto.sdk_config();
         let template = Template::load_repo().unwrap();
-        let overrides = Overrides::default().parameter("Stage", "prov");
+        let overrides = Overrides::default()
+            .parameter("Stage", "prov")
+            .parameter("CanvasJwtIssuer", "https://canvas.test");
 
         let deployed = provision(&template, &config, &overrides).await.unwrap();
         let created: Vec<&str> = deployed

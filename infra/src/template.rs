@@ -1604,7 +1604,10 @@ Resources:
 
     #[test]
     fn repo_template_functions() {
-        let t = Template::load_repo().unwrap();
+        let t = Template::load_repo()
+            .unwrap()
+            .with_overrides([("CanvasJwtIssuer", "https://canvas.test")])
+            .unwrap();
         let c = repo_ctx(&t);
         let fs = t.functions(&c).unwrap();
         let https = fs
@@ -1633,7 +1636,7 @@ Resources:
             env["CANVAS_JWKS_URL"],
             "https://8axpcl50e4.execute-api.us-east-1.amazonaws.com/main/jwks"
         );
-        assert_eq!(env["CANVAS_JWT_ISSUER"], "");
+        assert_eq!(env["CANVAS_JWT_ISSUER"], "https://canvas.test");
         assert_eq!(env["ALLOW_UNSIGNED_EVENTS"], "false");
         assert_eq!(env["MAX_EVENT_BYTES"], "262144");
         assert_eq!(env["JWKS_MIN_REFETCH_SECONDS"], "300");
