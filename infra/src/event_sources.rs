@@ -759,8 +759,7 @@ struct UrlState {
 pub struct FunctionUrlServer {
     url: String,
     addr: SocketAddr,
-    shutdown: ShutdownToken,
-    task: Option<JoinHandle<()>>,
+    task: Background,
     counters: Arc<Counters>,
 }
 
@@ -814,8 +813,11 @@ impl FunctionUrlServer {
         Ok(Self {
             url: format!("http://{addr}/"),
             addr,
-            shutdown,
-            task: Some(task),
+            task: Background {
+                shutdown,
+                task: Some(task),
+                what: "function URL server",
+            },
             counters,
         })
     }
@@ -834,19 +836,8 @@ impl FunctionUrlServer {
     }
 
     /// Stops accepting, lets in-flight requests finish.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
-        {
-            tracing::error!(error = %e, "function URL server task failed");
-        }
-    }
-}
-
-impl Drop for FunctionUrlServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.task.stop().await;
     }
 }
 
@@ -1130,8 +1121,7 @@ fn cron_field(field: &str, min: u32, max: u32, names: &[&str]) -> Result<Vec<boo
 
 /// Runs a job on a schedule. Runs never overlap: a slow run delays the next.
 pub struct Scheduler {
-    shutdown: ShutdownToken,
-    task: Option<JoinHandle<()>>,
+    task: Background,
     counters: Arc<Counters>,
 }
 
@@ -1193,8 +1183,11 @@ impl Scheduler {
             }
         });
         Self {
-            shutdown,
-            task: Some(task),
+            task: Background {
+                shutdown,
+                task: Some(task),
+                what: "scheduler",
+            },
             counters,
         }
     }
@@ -1204,17 +1197,30 @@ impl Scheduler {
     }
 
     /// Stops after the current run (if any) finishes.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.task.stop().await;
+    }
+}
+
+/// A spawned task that ends when its token is cancelled: by `stop`, or on drop.
+struct Background {
+    shutdown: ShutdownToken,
+    task: Option<JoinHandle<()>>,
+    what: &'static str,
+}
+
+impl Background {
+    async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take()
             && let Err(e) = task.await
         {
-            tracing::error!(error = %e, "scheduler task failed");
+            tracing::error!(error = %e, task = self.what, "background task failed");
         }
     }
 }
 
-impl Drop for Scheduler {
+impl Drop for Background {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }

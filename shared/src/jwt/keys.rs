@@ -144,24 +144,15 @@ impl KeyCache {
     }
 
     pub(super) async fn key(&self, kid: &str) -> Result<Arc<ParsedPublicKey>, VerifyError> {
-        let snapshot = self.current();
-        let fresh = snapshot
-            .fetched_at
-            .is_some_and(|t| t.elapsed() < self.settings.max_age);
-        if let (Some(key), true) = (snapshot.keys.get(kid), fresh) {
-            return Ok(key.clone());
+        if let (Some(key), true) = self.lookup(kid) {
+            return Ok(key);
         }
-
         let mut gate = self.fetch_gate.lock().await;
         // Another task may have fetched while we waited for the gate.
-        let snapshot = self.current();
-        let fresh = snapshot
-            .fetched_at
-            .is_some_and(|t| t.elapsed() < self.settings.max_age);
-        if let (Some(key), true) = (snapshot.keys.get(kid), fresh) {
+        let (known, fresh) = self.lookup(kid);
+        if let (Some(key), true) = (&known, fresh) {
             return Ok(key.clone());
         }
-        let known = snapshot.keys.get(kid).cloned();
         let may_fetch = match *gate {
             None => true,
             // A stale cache is refreshed whenever it is used; an unknown kid only at the
@@ -179,6 +170,15 @@ impl KeyCache {
             .get(kid)
             .cloned()
             .ok_or(VerifyError::UnknownKid)
+    }
+
+    /// The cached key for `kid`, and whether the cache is younger than `max_age`.
+    fn lookup(&self, kid: &str) -> (Option<Arc<ParsedPublicKey>>, bool) {
+        let snapshot = self.current();
+        let fresh = snapshot
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.settings.max_age);
+        (snapshot.keys.get(kid).cloned(), fresh)
     }
 
     fn current(&self) -> Arc<Snapshot> {
