@@ -1,6 +1,8 @@
-//! CPU cost per event of the ingest hot path: JWT verify (RS256, cached JWKS) + envelope parse
-//! + entity key + content hash. The simulator signs, exactly as Canvas would; coursewire's
-//! verifier checks. Run: `cargo bench -p coursewire-infra --bench ingest_hot_path`.
+//! CPU cost per event of the ingest hot path: JWT verify (RS256, cached JWKS), envelope
+//! parse, entity key and content hash. The simulator signs, exactly as Canvas would;
+//! coursewire's verifier checks.
+//!
+//! Run: `cargo bench -p coursewire-infra --bench ingest_hot_path`.
 
 use coursewire::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
 use coursewire::live_events::{self, DeliveryHints};

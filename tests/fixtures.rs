@@ -1,0 +1,485 @@
+//! The sample Lambda events in `events/`:
+//!
+//! - `ingest-sqs.json`: an SQS batch as Lambda hands it to `ingest-sqs` (three Canvas live
+//!   events as raw JSON bodies with `event_name` / `event_time` attributes);
+//! - `ingest-https.json`: a Function URL request (payload 2.0) as Lambda hands it to
+//!   `ingest-https`, whose body is a compact RS256 JWT of a live event;
+//! - `fixture-jwks.json`: the public keys that verify that JWT (issuer
+//!   `https://canvas.fixture.example`). The token carries no `exp`, so the fixture does not
+//!   expire; the private key was thrown away after signing.
+//!
+//! Regenerate all three with
+//! `cargo test -p coursewire-tests --test fixtures -- --ignored regenerate`.
+
+use anyhow::{Context, Result, ensure};
+use async_trait::async_trait;
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_lambda_events::event::sqs::SqsEvent;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use coursewire::aws::AwsError;
+use coursewire::changes::{ChangeMessage, ChangeQueue};
+use coursewire::inbox::{Admission, Inbox, Reject, Source};
+use coursewire::ingest::{IngestSettings, Ingestor};
+use coursewire::jwt::{EventVerifier, JwkSet, JwksError, JwksSource, KeyCache, KeyCacheSettings};
+use coursewire::live_events::{self, DeliveryHints, LiveEvent};
+use coursewire::telemetry::CollectingSink;
+use coursewire_infra::canvas_sim::{KeyRing, Scenario, ScenarioConfig, SimEvent};
+use coursewire_tests::{md5, repo_root};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// `iss` of the fixture token (and the `CanvasJwtIssuer` to use with it).
+const FIXTURE_ISSUER: &str = "https://canvas.fixture.example";
+const SQS_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:canvas-live-events-dev";
+const SQS_EVENTS: [&str; 3] = ["enrollment_created", "submission_created", "grade_change"];
+const HTTPS_EVENT: &str = "submission_updated";
+
+fn events_dir() -> Result<PathBuf> {
+    Ok(repo_root()?.join("events"))
+}
+
+fn read_json(name: &str) -> Result<Value> {
+    let path = events_dir()?.join(name);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// Keys from `events/fixture-jwks.json`.
+struct FileJwks(PathBuf);
+
+#[async_trait]
+impl JwksSource for FileJwks {
+    async fn fetch(&self) -> Result<JwkSet, JwksError> {
+        let text = std::fs::read_to_string(&self.0)
+            .map_err(|e| JwksError::Fetch(format!("{}: {e}", self.0.display())))?;
+        serde_json::from_str(&text).map_err(|e| JwksError::Invalid(e.to_string()))
+    }
+}
+
+fn fixture_verifier() -> Result<Arc<EventVerifier>> {
+    let cache = KeyCache::new(
+        Arc::new(FileJwks(events_dir()?.join("fixture-jwks.json"))),
+        KeyCacheSettings::default(),
+    );
+    Ok(Arc::new(EventVerifier::new(
+        Arc::new(cache),
+        FIXTURE_ISSUER,
+        60,
+    )))
+}
+
+/// In-memory inbox and changes queue, to run the fixtures through the real handlers offline.
+#[derive(Default)]
+struct Memory {
+    events: Mutex<HashMap<String, bool>>,
+    rejects: Mutex<Vec<String>>,
+    changes: Mutex<Vec<ChangeMessage>>,
+}
+
+#[async_trait]
+impl Inbox for Memory {
+    async fn admit(
+        &self,
+        event: &LiveEvent,
+        _: Source,
+        _: DateTime<Utc>,
+    ) -> Result<Admission, AwsError> {
+        let mut events = self.events.lock().expect("lock");
+        Ok(match events.get(&event.content_hash) {
+            None => {
+                events.insert(event.content_hash.clone(), false);
+                Admission::New
+            }
+            Some(false) => Admission::Unfinished {
+                first_received: None,
+            },
+            Some(true) => Admission::Duplicate,
+        })
+    }
+    async fn mark_enqueued(&self, hash: &str) -> Result<(), AwsError> {
+        self.events
+            .lock()
+            .expect("lock")
+            .insert(hash.to_string(), true);
+        Ok(())
+    }
+    async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError> {
+        self.rejects
+            .lock()
+            .expect("lock")
+            .push(format!("{}: {}", reject.reason_code, reject.reason));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChangeQueue for Memory {
+    async fn enqueue(&self, messages: &[ChangeMessage]) -> Vec<Result<(), AwsError>> {
+        self.changes
+            .lock()
+            .expect("lock")
+            .extend(messages.iter().cloned());
+        vec![Ok(()); messages.len()]
+    }
+}
+
+fn ingestor(
+    memory: &Arc<Memory>,
+    verifier: Option<Arc<EventVerifier>>,
+    function: &str,
+) -> Ingestor {
+    Ingestor::new(
+        memory.clone(),
+        memory.clone(),
+        verifier,
+        IngestSettings::default(),
+        Arc::new(CollectingSink::new()),
+        function,
+    )
+}
+
+#[tokio::test]
+async fn sqs_fixture_is_a_lambda_sqs_batch_of_parseable_live_events() -> Result<()> {
+    let raw = read_json("ingest-sqs.json")?;
+    let event: SqsEvent = serde_json::from_value(raw.clone())
+        .context("events/ingest-sqs.json is not a Lambda SqsEvent")?;
+    ensure!(
+        event.records.len() == SQS_EVENTS.len(),
+        "{} records",
+        event.records.len()
+    );
+    let mut names = Vec::new();
+    for (i, record) in event.records.iter().enumerate() {
+        let body = record
+            .body
+            .as_deref()
+            .with_context(|| format!("record {i} has no body"))?;
+        let attribute = |name: &str| {
+            record
+                .message_attributes
+                .get(name)
+                .and_then(|a| a.string_value.clone())
+                .with_context(|| format!("record {i}: no {name} attribute"))
+        };
+        let (name, time) = (attribute("event_name")?, attribute("event_time")?);
+        for key in ["event_name", "event_time"] {
+            ensure!(
+                record.message_attributes[key].data_type.as_deref() == Some("String"),
+                "record {i}: {key} dataType"
+            );
+        }
+        let parsed = live_events::parse_json(
+            body.as_bytes(),
+            DeliveryHints {
+                event_name: Some(&name),
+                event_time: Some(&time),
+            },
+        )
+        .with_context(|| format!("record {i} body does not parse as a live event"))?;
+        let body_json: Value = serde_json::from_str(body)?;
+        ensure!(
+            parsed.event_name == name && body_json["metadata"]["event_name"] == name.as_str(),
+            "record {i}: event name"
+        );
+        ensure!(
+            body_json["metadata"]["event_time"] == time.as_str(),
+            "record {i}: event_time attribute differs from the body"
+        );
+        ensure!(
+            record.event_source.as_deref() == Some("aws:sqs"),
+            "record {i}: eventSource"
+        );
+        ensure!(
+            record.event_source_arn.as_deref() == Some(SQS_QUEUE_ARN),
+            "record {i}: eventSourceARN"
+        );
+        ensure!(
+            record.aws_region.as_deref() == Some("us-east-1"),
+            "record {i}: awsRegion"
+        );
+        ensure!(
+            record.message_id.as_deref().is_some_and(|m| !m.is_empty()),
+            "record {i}: messageId"
+        );
+        ensure!(
+            record
+                .receipt_handle
+                .as_deref()
+                .is_some_and(|m| !m.is_empty()),
+            "record {i}: receiptHandle"
+        );
+        ensure!(
+            record.md5_of_body.as_deref() == Some(md5::hex(body.as_bytes()).as_str()),
+            "record {i}: md5OfBody"
+        );
+        ensure!(
+            record.md5_of_message_attributes.as_deref()
+                == Some(
+                    md5::of_string_attributes(&[("event_name", &name), ("event_time", &time)])
+                        .as_str()
+                ),
+            "record {i}: md5OfMessageAttributes"
+        );
+        for key in [
+            "ApproximateReceiveCount",
+            "SentTimestamp",
+            "SenderId",
+            "ApproximateFirstReceiveTimestamp",
+        ] {
+            ensure!(
+                record.attributes.contains_key(key),
+                "record {i}: attributes.{key}"
+            );
+        }
+        names.push(name);
+    }
+    ensure!(names == SQS_EVENTS, "events {names:?}");
+
+    // Through the real handler (in-memory storage): all accepted, no batch item failures.
+    let memory = Arc::new(Memory::default());
+    let response = ingestor(&memory, None, "ingest-sqs")
+        .handle_sqs(event)
+        .await;
+    ensure!(
+        response.batch_item_failures.is_empty(),
+        "batch item failures: {:?}",
+        response.batch_item_failures.len()
+    );
+    ensure!(
+        memory.rejects.lock().expect("lock").is_empty(),
+        "rejects: {:?}",
+        memory.rejects.lock().expect("lock")
+    );
+    ensure!(
+        memory.changes.lock().expect("lock").len() == SQS_EVENTS.len(),
+        "not every record was enqueued"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn https_fixture_token_verifies_against_the_committed_jwks() -> Result<()> {
+    let raw = read_json("ingest-https.json")?;
+    let request: LambdaFunctionUrlRequest = serde_json::from_value(raw.clone())
+        .context("events/ingest-https.json is not a Function URL request")?;
+    ensure!(
+        request.version.as_deref() == Some("2.0"),
+        "version {:?}",
+        request.version
+    );
+    ensure!(
+        request.raw_path.as_deref() == Some("/"),
+        "rawPath {:?}",
+        request.raw_path
+    );
+    let method = request
+        .request_context
+        .http
+        .method
+        .clone()
+        .unwrap_or_default();
+    ensure!(method == "POST", "requestContext.http.method {method:?}");
+    ensure!(
+        request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            == Some("application/jwt"),
+        "content-type {:?}",
+        request.headers.get("content-type")
+    );
+    ensure!(!request.is_base64_encoded, "isBase64Encoded");
+    let token = request.body.clone().context("no body")?;
+
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap_or_default())?,
+    )?;
+    ensure!(
+        header["alg"] == "RS256" && header["kid"].is_string(),
+        "JWT header {header}"
+    );
+    let claims = fixture_verifier()?
+        .verify(&token)
+        .await
+        .context("the fixture token does not verify against events/fixture-jwks.json")?;
+    ensure!(
+        claims.get("exp").is_none(),
+        "the fixture token must not expire"
+    );
+    ensure!(claims["iss"] == FIXTURE_ISSUER, "iss {}", claims["iss"]);
+    let event =
+        live_events::from_jwt_claims(claims).context("the token's claims are not a live event")?;
+    ensure!(
+        event.event_name == HTTPS_EVENT,
+        "event {}",
+        event.event_name
+    );
+
+    // The committed JWKS holds public keys only.
+    let jwks = read_json("fixture-jwks.json")?;
+    for key in jwks["keys"].as_array().context("no keys")? {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            ensure!(
+                key.get(private).is_none(),
+                "fixture-jwks.json contains private key material ({private})"
+            );
+        }
+    }
+
+    // Through the real ingest-https handler (in-memory storage), as lambda_http would call it.
+    let memory = Arc::new(Memory::default());
+    let mut builder = http::Request::builder()
+        .method(method.as_str())
+        .uri(request.raw_path.clone().unwrap_or_default());
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let response = ingestor(&memory, Some(fixture_verifier()?), "ingest-https")
+        .handle_http(builder.body(bytes::Bytes::from(token))?)
+        .await;
+    ensure!(
+        response.status() == 200,
+        "ingest-https answered {}: {}",
+        response.status(),
+        response.body()
+    );
+    let answer: Value = serde_json::from_str(response.body())?;
+    ensure!(
+        answer["status"] == "accepted" && answer["event_id"] == event.content_hash.as_str(),
+        "answer {answer}"
+    );
+    Ok(())
+}
+
+fn pick<'a>(scenario: &'a Scenario, name: &str) -> Result<&'a SimEvent> {
+    scenario
+        .events
+        .iter()
+        .find(|e| e.event_name == name)
+        .with_context(|| format!("no {name} in the fixture scenario"))
+}
+
+/// A stable UUID-shaped id derived from some bytes.
+fn uuid_from(seed: &[u8]) -> String {
+    let h = md5::hex(seed);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn write_json(name: &str, value: &Value) -> Result<()> {
+    let path = events_dir()?.join(name);
+    std::fs::create_dir_all(path.parent().context("events dir")?)?;
+    std::fs::write(&path, format!("{}\n", serde_json::to_string_pretty(value)?))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Rewrites `events/ingest-sqs.json`, `events/ingest-https.json` and
+/// `events/fixture-jwks.json` (new signing key each time; the private key is not kept).
+#[test]
+#[ignore = "rewrites the committed fixtures; run with --ignored regenerate"]
+fn regenerate() -> Result<()> {
+    let scenario = Scenario::build(ScenarioConfig {
+        seed: 20_250_825,
+        courses: 1,
+        sections_per_course: 1,
+        students_per_course: 3,
+        assignments_per_course: 1,
+        modules_per_course: 1,
+        submissions_ratio: 1.0,
+        grade_changes_per_submission: 1,
+        duplicate_ratio: 0.0,
+        hostname: "canvas.fixture.example".into(),
+        ..ScenarioConfig::default()
+    });
+
+    let mut records = Vec::new();
+    for name in SQS_EVENTS {
+        let event = pick(&scenario, name)?;
+        let body = event.canvas.to_string();
+        let time = event.event_time_str();
+        let sent = event.event_time.timestamp_millis() + 412;
+        records.push(json!({
+            "messageId": uuid_from(body.as_bytes()),
+            "receiptHandle": format!("AQEB{}", STANDARD.encode(md5::hex(format!("receipt {body}").as_bytes()))),
+            "body": body,
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": sent.to_string(),
+                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                "ApproximateFirstReceiveTimestamp": (sent + 27).to_string(),
+            },
+            "messageAttributes": {
+                "event_name": {"stringValue": name, "stringListValues": [], "binaryListValues": [], "dataType": "String"},
+                "event_time": {"stringValue": time, "stringListValues": [], "binaryListValues": [], "dataType": "String"},
+            },
+            "md5OfBody": md5::hex(body.as_bytes()),
+            "md5OfMessageAttributes": md5::of_string_attributes(&[("event_name", name), ("event_time", &time)]),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": SQS_QUEUE_ARN,
+            "awsRegion": "us-east-1",
+        }));
+    }
+    write_json("ingest-sqs.json", &json!({ "Records": records }))?;
+
+    let ring = KeyRing::new().context("generating a signing key")?;
+    let event = pick(&scenario, HTTPS_EVENT)?;
+    let mut claims = event.canvas.clone();
+    // Signed when the event happened (a fixed past instant, so `iat` is never in the future).
+    let now = event.event_time;
+    claims["iss"] = json!(FIXTURE_ISSUER);
+    claims["iat"] = json!(now.timestamp());
+    let token = ring.sign(&claims);
+    let url_id = "n4bqbhoo3gcj7kpxvyltmsqkcu0ahmsn";
+    let request = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/jwt",
+            "content-length": token.len().to_string(),
+            "host": format!("{url_id}.lambda-url.us-east-1.on.aws"),
+            "user-agent": "Canvas Live Events",
+            "x-amzn-trace-id": "Root=1-6720f1c5-3c1a2b7e4f0d9a8b7c6d5e4f",
+            "x-forwarded-for": "52.2.10.138",
+            "x-forwarded-port": "443",
+            "x-forwarded-proto": "https",
+        },
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": url_id,
+            "domainName": format!("{url_id}.lambda-url.us-east-1.on.aws"),
+            "domainPrefix": url_id,
+            "http": {
+                "method": "POST",
+                "path": "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "52.2.10.138",
+                "userAgent": "Canvas Live Events",
+            },
+            "requestId": uuid_from(token.as_bytes()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "body": token,
+        "isBase64Encoded": false,
+    });
+    write_json("ingest-https.json", &request)?;
+    write_json("fixture-jwks.json", &ring.jwks())?;
+    Ok(())
+}
