@@ -69,13 +69,15 @@ const HIST_MAX_US: u64 = 600_000_000;
                   200 per request.\n  \
                   sqs    queue raw events on the live-events queue first (not timed), release \
                   them at one instant (per-message DelaySeconds) and time how long the \
-                  ingest-sqs pollers take to drain them; latency is the handler's BatchLatency \
-                  per batch of 10.\n\n\
+                  ingest-sqs pollers take to drain them, in waves of --wave events; latency is \
+                  the handler's BatchLatency per batch of 10.\n\n\
+                  While no function consumes changes.fifo, the bench does (as the processor \
+                  will) and checks that every accepted event reached it.\n\n\
                   Logs are quiet (warnings only; set INGEST_BENCH_LOG=info for more). The \
                   result block on stdout is meant for BENCHMARKS.md; build with --release.",
     after_help = "Examples:\n  \
                   cargo run --release -p coursewire-infra --bin ingest-bench\n  \
-                  cargo run --release -p coursewire-infra --bin ingest-bench -- --rate 300\n  \
+                  cargo run --release -p coursewire-infra --bin ingest-bench -- --rate 30\n  \
                   cargo run --release -p coursewire-infra --bin ingest-bench -- --mode sqs"
 )]
 struct Args {
@@ -107,8 +109,15 @@ struct Args {
     /// Students per course in each generated scenario.
     #[arg(long, default_value_t = 40)]
     students: usize,
-    /// sqs: seconds from the start of queueing to the release of the messages (default:
-    /// estimated from the warm-up; raise it if the run reports that queueing overran).
+    /// sqs: events queued and drained per wave (each still several batches per poller).
+    /// moto's SQS scans the whole queue for every message it hands out (and its waiting
+    /// receivers rescan on every send), so one big backlog costs O(backlog²) in moto and
+    /// measures moto, not ingest-sqs: 5000 at once does not finish in 10 minutes. Set it to
+    /// --events for a single backlog.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
+    wave: u64,
+    /// sqs: seconds from the start of queueing a wave to its release (default: estimated from
+    /// the warm-up and the previous wave; raise it if the run reports that queueing overran).
     #[arg(long, value_name = "SECS")]
     release_after: Option<u64>,
     /// Give up on the timed run after this many seconds.
@@ -178,7 +187,14 @@ impl Args {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
+    if let Err(error) = bench().await {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn bench() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("INGEST_BENCH_LOG")
@@ -264,7 +280,7 @@ async fn main() -> Result<()> {
     let report = outcome?;
     println!("{}", report.render(&args));
     if !report.verified {
-        bail!("not every event sent was accepted (see `verified` above)");
+        bail!("verification failed: see `verified` and `changes` above");
     }
     Ok(())
 }
@@ -560,7 +576,7 @@ async fn bench_https(
     };
     step(&format!("timed run: {label}"));
     let bar = progress(timed.len(), "https");
-    let cpu_before = Cpu::now();
+    let cpu_before = CpuSample::now();
     let run = tokio::time::timeout(
         Duration::from_secs(args.timeout),
         drive(&client, &url, timed, concurrency, args.rate, &bar),
@@ -608,7 +624,7 @@ async fn bench_https(
     );
     report.line("pollers", format!("{} (idle in this mode)", args.pollers));
     report.throughput(accepted, elapsed);
-    report.line("cpu", cpu_before.until_now(elapsed));
+    report.line("cpu", CpuWindow::since(&cpu_before, elapsed).render());
     report.line("latency ms", percentiles(&r.response));
     if args.rate.is_some() {
         report.line(
@@ -691,6 +707,24 @@ async fn send_batch(
     Ok(())
 }
 
+/// Drain statistics summed over the waves.
+#[derive(Default)]
+struct Drained {
+    /// Release → last event of the wave accepted, summed.
+    time: Duration,
+    /// Release → first event of the wave accepted, per wave.
+    first_accept: Vec<Duration>,
+    /// Untimed queueing, summed.
+    queueing: Duration,
+    /// Waiting between the end of queueing and the release, summed.
+    idle: Duration,
+    /// Events sent after their wave's release (queueing overran).
+    late: usize,
+    /// Events accepted before their wave's release (queueing overran).
+    early: u64,
+    cpu: CpuWindow,
+}
+
 async fn bench_sqs(args: &Args, stack: &LocalStack, events: &[Emission]) -> Result<Report> {
     let sqs = aws_sdk_sqs::Client::new(&stack.aws);
     let queue = stack
@@ -698,8 +732,9 @@ async fn bench_sqs(args: &Args, stack: &LocalStack, events: &[Emission]) -> Resu
         .context("no live-events queue")?
         .to_string();
     let (warm, timed) = events.split_at(usize::try_from(args.warmup)?);
+    let wave = usize::try_from(args.wave).context("--wave")?;
 
-    // Warm-up through the whole path; its SendMessageBatch time calibrates the release time.
+    // Warm-up through the whole path; its SendMessageBatch time seeds the first release time.
     let mut per_call = Duration::from_millis(10);
     if !warm.is_empty() {
         step(&format!("warm-up: {} events", warm.len()));
@@ -726,106 +761,87 @@ async fn bench_sqs(args: &Args, stack: &LocalStack, events: &[Emission]) -> Resu
         .copied()
         .unwrap_or_default();
 
-    // Queue everything with per-message delays that all end at one instant, so the pollers
-    // (which run all along) see nothing until the release and then a full backlog.
-    let calls = timed.len().div_ceil(SQS_BATCH);
-    let lead = match args.release_after {
-        Some(secs) => Duration::from_secs(secs),
-        // moto rescans the whole queue on every receive, so queueing slows as it fills:
-        // leave plenty of room; waiting a little longer costs nothing measured.
-        None => {
-            let estimate = per_call.mul_f64(calls as f64 * 4.0) + Duration::from_secs(3);
-            Duration::from_secs(estimate.as_secs_f64().ceil() as u64)
-        }
-    };
-    ensure!(
-        lead <= Duration::from_secs(SQS_MAX_DELAY_SECS),
-        "queueing {} events would need a release {} s away, beyond SQS's 900 s DelaySeconds",
-        timed.len(),
-        lead.as_secs()
-    );
+    let waves = timed.len().div_ceil(wave);
     step(&format!(
-        "queueing {} events ({calls} SendMessageBatch calls, not timed); release in {} s",
-        timed.len(),
-        lead.as_secs()
+        "{} events in {waves} wave(s) of up to {wave}: each queued (not timed), released at one \
+         instant, drained (timed)",
+        timed.len()
     ));
-    let release_wall = SystemTime::now() + lead;
-    let release = Instant::now() + lead;
-    let queueing = Instant::now();
-    let late = AtomicUsize::new(0);
-    let fill_bar = progress(timed.len(), "queueing");
-    let results: Vec<Result<()>> = futures::stream::iter(timed.chunks(SQS_BATCH))
-        .map(|chunk| {
-            let (sqs, queue, late, fill_bar) = (&sqs, &queue, &late, &fill_bar);
-            async move {
-                let left = release_wall
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                if left < 0.05 {
-                    late.fetch_add(chunk.len(), Ordering::Relaxed);
-                }
-                let delay = i32::try_from(left.ceil() as u64).unwrap_or(i32::MAX);
-                send_batch(sqs, queue, chunk, delay).await?;
-                fill_bar.inc(chunk.len() as u64);
-                Ok(())
-            }
-        })
-        .buffer_unordered(SQS_FILL_CONCURRENCY)
-        .collect()
-        .await;
-    fill_bar.finish_and_clear();
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    let queued_in = queueing.elapsed();
-    let late = late.into_inner();
-    let processed_early = accepted(stack);
-    step(&format!(
-        "queued in {:.1} s; waiting {:.1} s for the release",
-        queued_in.as_secs_f64(),
-        release
-            .saturating_duration_since(Instant::now())
-            .as_secs_f64()
-    ));
+    let bar = progress(timed.len(), "sqs");
+    let mut drained = Drained::default();
+    let mut target = 0u64;
+    for part in timed.chunks(wave) {
+        let calls = part.len().div_ceil(SQS_BATCH);
+        let lead = match args.release_after {
+            Some(secs) => Duration::from_secs(secs),
+            // Generous: waiting longer costs nothing measured, overrunning spoils the wave.
+            None => Duration::from_secs(
+                (per_call.mul_f64(calls as f64 * 2.0) + Duration::from_secs(1))
+                    .as_secs_f64()
+                    .ceil() as u64,
+            ),
+        };
+        ensure!(
+            lead <= Duration::from_secs(SQS_MAX_DELAY_SECS),
+            "queueing a wave of {} events would need a release {} s away, beyond SQS's 900 s \
+             DelaySeconds: lower --wave",
+            part.len(),
+            lead.as_secs()
+        );
+        let before = accepted(stack);
+        let queued = queue_wave(&sqs, &queue, part, lead).await?;
+        drained.queueing += queued.took;
+        drained.late += queued.late;
+        drained.early += accepted(stack) - before;
+        // The next wave's lead follows this wave's real queueing time.
+        per_call = queued.took / calls as u32;
 
-    tokio::time::sleep_until(tokio::time::Instant::from_std(release)).await;
-    let cpu_before = Cpu::now();
-    let bar = progress(timed.len(), "draining");
-    let sent = timed.len() as u64;
-    let deadline = release + Duration::from_secs(args.timeout);
-    let mut first_accept: Option<Duration> = None;
-    let mut last_depth_check = Instant::now();
-    let drained_at = loop {
-        let now = Instant::now();
-        let done = accepted(stack);
-        let settled = done
-            + stack.metrics.sum("DuplicatesDropped", &[]) as u64
-            + stack.metrics.sum("EventsRejected", &[]) as u64;
-        bar.set_position(done);
-        if first_accept.is_none() && done > 0 {
-            first_accept = Some(now.saturating_duration_since(release));
-        }
-        if settled >= sent {
-            break now;
-        }
-        // Something was lost or is waiting for redelivery: stop once the queue is empty.
-        if now.duration_since(last_depth_check) >= Duration::from_secs(1) {
-            last_depth_check = now;
-            if now > release + Duration::from_secs(2)
-                && stack.queue_depth(LIVE_EVENTS_QUEUE).await?.total() == 0
-            {
+        let release = queued.release;
+        drained.idle += release.saturating_duration_since(Instant::now());
+        tokio::time::sleep_until(tokio::time::Instant::from_std(release)).await;
+        let cpu = CpuSample::now();
+        target += part.len() as u64;
+        let deadline = release + Duration::from_secs(args.timeout);
+        let mut first = None;
+        let mut last_depth_check = Instant::now();
+        let done_at = loop {
+            let now = Instant::now();
+            let done = accepted(stack);
+            let settled = done
+                + stack.metrics.sum("DuplicatesDropped", &[]) as u64
+                + stack.metrics.sum("EventsRejected", &[]) as u64;
+            bar.set_position(done);
+            if first.is_none() && done > before {
+                first = Some(now.saturating_duration_since(release));
+            }
+            if settled >= target {
                 break now;
             }
-        }
-        ensure!(
-            now < deadline,
-            "only {done} of {sent} events accepted {} s after the release (--timeout)",
-            args.timeout
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+            // Something was lost or waits for redelivery: stop once the queue is empty.
+            if now.duration_since(last_depth_check) >= Duration::from_secs(1) {
+                last_depth_check = now;
+                if now > release + Duration::from_secs(2)
+                    && stack.queue_depth(LIVE_EVENTS_QUEUE).await?.total() == 0
+                {
+                    break now;
+                }
+            }
+            ensure!(
+                now < deadline,
+                "only {} of {target} events accepted {} s after the last release (--timeout)",
+                done,
+                args.timeout
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let took = done_at.saturating_duration_since(release);
+        drained.time += took;
+        drained.cpu.add(&cpu, took);
+        drained.first_accept.extend(first);
+    }
     bar.finish_and_clear();
-    let drain = drained_at.saturating_duration_since(release);
 
+    let sent = timed.len() as u64;
     let accepted = accepted(stack);
     let mut batch_latency = histogram();
     let batches = stack.metrics.values("BatchLatency");
@@ -859,9 +875,14 @@ async fn bench_sqs(args: &Args, stack: &LocalStack, events: &[Emission]) -> Resu
             args.pollers
         ),
     );
-    report.line("rate", "backlog (all queued, released at once)");
-    report.throughput(accepted, drain);
-    report.line("cpu", cpu_before.until_now(drain));
+    report.line(
+        "rate",
+        format!(
+            "backlog: {waves} wave(s) of up to {wave} events, each queued then released at once"
+        ),
+    );
+    report.throughput(accepted, drained.time);
+    report.line("cpu", drained.cpu.render());
     report.line("batch ms", percentiles(&batch_latency));
     report.line(
         "  from",
@@ -871,32 +892,88 @@ async fn bench_sqs(args: &Args, stack: &LocalStack, events: &[Emission]) -> Resu
             sent as f64 / batches.len().max(1) as f64
         ),
     );
+    let mean_first = drained.first_accept.iter().sum::<Duration>()
+        / u32::try_from(drained.first_accept.len().max(1)).unwrap_or(u32::MAX);
     report.line(
         "first ms",
         format!(
-            "{:.0} from release to first accepted event",
-            first_accept.unwrap_or_default().as_secs_f64() * 1e3
+            "{:.0} mean from a release to the wave's first accepted event",
+            mean_first.as_secs_f64() * 1e3
         ),
     );
-    report.line("queueing", format!(
-        "{:.1} s untimed ({calls} SendMessageBatch x{SQS_FILL_CONCURRENCY}), release after {} s",
-        queued_in.as_secs_f64(),
-        lead.as_secs()
-    ));
+    report.line(
+        "queueing",
+        format!(
+            "{:.1} s untimed ({} SendMessageBatch calls, {SQS_FILL_CONCURRENCY} at a time) + \
+             {:.1} s waiting for releases",
+            drained.queueing.as_secs_f64(),
+            timed.len().div_ceil(SQS_BATCH),
+            drained.idle.as_secs_f64()
+        ),
+    );
     let invocations = counters.invocations - counters_before.invocations;
     let failed_items = counters.batch_item_failures - counters_before.batch_item_failures;
     let sqs_errors = counters.sqs_errors - counters_before.sqs_errors;
-    report.line("pollers", format!(
-        "{invocations} invocations, {failed_items} batch item failures, {sqs_errors} SQS errors, DLQ {dlq}"
-    ));
+    report.line(
+        "pollers",
+        format!(
+            "{invocations} invocations, {failed_items} batch item failures, {sqs_errors} SQS \
+             errors, DLQ {dlq}"
+        ),
+    );
     report.verify(stack, accepted, sent);
-    if late > 0 || processed_early > 0 {
+    if drained.late > 0 || drained.early > 0 {
         report.note(&format!(
-            "queueing overran the release ({late} events sent late, {processed_early} accepted \
-             before the release): rerun with a larger --release-after"
+            "queueing overran a release ({} events sent late, {} accepted before their \
+             release): rerun with a larger --release-after",
+            drained.late, drained.early
         ));
     }
     Ok(report)
+}
+
+struct Queued {
+    release: Instant,
+    took: Duration,
+    late: usize,
+}
+
+/// Queues `events` with per-message delays that all end at `now + lead`, so the pollers
+/// (which run all along) see nothing until the release and then the whole wave at once.
+async fn queue_wave(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    events: &[Emission],
+    lead: Duration,
+) -> Result<Queued> {
+    let release_wall = SystemTime::now() + lead;
+    let release = Instant::now() + lead;
+    let started = Instant::now();
+    let late = AtomicUsize::new(0);
+    let results: Vec<Result<()>> = futures::stream::iter(events.chunks(SQS_BATCH))
+        .map(|chunk| {
+            let late = &late;
+            async move {
+                let left = release_wall
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                if left < 0.05 {
+                    late.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+                let delay = i32::try_from(left.ceil() as u64).unwrap_or(i32::MAX);
+                send_batch(sqs, queue, chunk, delay).await
+            }
+        })
+        .buffer_unordered(SQS_FILL_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(Queued {
+        release,
+        took: started.elapsed(),
+        late: late.into_inner(),
+    })
 }
 
 // ---------------------------------------------------------------- changes sink
@@ -1040,14 +1117,14 @@ async fn consume_changes(
 
 // ---------------------------------------------------------------- cpu
 
-/// CPU time (user + system) of this process (clients, function URL servers, pollers and the
-/// functions themselves) and of the moto server it spawned.
-struct Cpu {
+/// CPU time (user + system) so far of this process (clients, function URL servers, pollers
+/// and the functions themselves) and of the moto server it spawned.
+struct CpuSample {
     bench: Option<Duration>,
     moto: Option<Duration>,
 }
 
-impl Cpu {
+impl CpuSample {
     fn now() -> Self {
         let me = std::process::id();
         let moto = std::fs::read_dir("/proc").ok().and_then(|dir| {
@@ -1065,25 +1142,57 @@ impl Cpu {
             .and_then(|stat| cpu_time(&stat));
         Self { bench, moto }
     }
+}
 
-    /// `bench 12.3 s (0.61 cores), moto 20.1 s (0.99 cores)` since `self`, over `wall`.
-    fn until_now(&self, wall: Duration) -> String {
-        let now = Self::now();
-        let part =
-            |name: &str, before: Option<Duration>, after: Option<Duration>| match (before, after) {
-                (Some(b), Some(a)) => {
-                    let used = a.saturating_sub(b).as_secs_f64();
-                    format!(
-                        "{name} {used:.1} s ({:.2} cores)",
-                        used / wall.as_secs_f64().max(1e-9)
-                    )
-                }
-                _ => format!("{name} n/a"),
-            };
+/// CPU used over one or more timed windows.
+struct CpuWindow {
+    bench: Option<Duration>,
+    moto: Option<Duration>,
+    wall: Duration,
+}
+
+impl Default for CpuWindow {
+    fn default() -> Self {
+        Self {
+            bench: Some(Duration::ZERO),
+            moto: Some(Duration::ZERO),
+            wall: Duration::ZERO,
+        }
+    }
+}
+
+impl CpuWindow {
+    fn since(start: &CpuSample, wall: Duration) -> Self {
+        let mut window = Self::default();
+        window.add(start, wall);
+        window
+    }
+
+    /// Adds the CPU used from `start` until now, over `wall` of timed time.
+    fn add(&mut self, start: &CpuSample, wall: Duration) {
+        let now = CpuSample::now();
+        let delta = |total: Option<Duration>, from: Option<Duration>, to: Option<Duration>| {
+            Some(total? + to?.saturating_sub(from?))
+        };
+        self.bench = delta(self.bench, start.bench, now.bench);
+        self.moto = delta(self.moto, start.moto, now.moto);
+        self.wall += wall;
+    }
+
+    /// `bench process 12.3 s (0.61 cores), moto 20.1 s (0.99 cores) ...`.
+    fn render(&self) -> String {
+        let part = |name: &str, used: Option<Duration>| match used {
+            Some(used) => format!(
+                "{name} {:.1} s ({:.2} cores)",
+                used.as_secs_f64(),
+                used.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+            ),
+            None => format!("{name} n/a"),
+        };
         format!(
             "{}, {} (user+sys over the timed window)",
-            part("bench process", self.bench, now.bench),
-            part("moto", self.moto, now.moto)
+            part("bench process", self.bench),
+            part("moto", self.moto)
         )
     }
 }
