@@ -24,17 +24,8 @@ use std::time::{Duration, Instant};
 
 const DRAIN: Duration = Duration::from_secs(90);
 
-/// The entity types whose names the simulator and coursewire share.
-const SHARED_ENTITY_TYPES: [&str; 8] = [
-    "course",
-    "section",
-    "user",
-    "enrollment",
-    "assignment",
-    "submission",
-    "module",
-    "module_item",
-];
+/// The entity types whose names the simulator and coursewire share: all the simulator's.
+use coursewire_infra::canvas_sim::ENTITY_TYPES as SHARED_ENTITY_TYPES;
 
 /// A malformed SQS message from the rejection catalogue.
 struct SqsFault {

@@ -34,6 +34,8 @@ pub enum StackError {
     Repo(String),
     #[error("SQS: {0}")]
     Sqs(String),
+    #[error("Canvas simulator: {0}")]
+    Canvas(String),
 }
 
 /// What to start.
@@ -64,6 +66,38 @@ pub struct QueueDepth {
 impl QueueDepth {
     pub fn total(&self) -> u64 {
         self.visible + self.in_flight
+    }
+}
+
+/// The simulated Canvas the local stack trusts: its rotating signing keys and the JWKS
+/// endpoint that publishes them.
+pub struct SimulatedCanvas {
+    pub ring: Arc<crate::canvas_sim::KeyRing>,
+    pub jwks: crate::canvas_sim::JwksServer,
+    pub issuer: String,
+}
+
+impl SimulatedCanvas {
+    pub async fn start(issuer: &str) -> Result<Self, StackError> {
+        let ring = Arc::new(
+            crate::canvas_sim::KeyRing::new().map_err(|e| StackError::Canvas(e.to_string()))?,
+        );
+        let jwks = crate::canvas_sim::JwksServer::start(ring.clone())
+            .await
+            .map_err(|e| StackError::Canvas(e.to_string()))?;
+        Ok(Self {
+            ring,
+            jwks,
+            issuer: issuer.to_string(),
+        })
+    }
+
+    /// Template parameters that make the stack verify this Canvas's signatures.
+    pub fn overrides(&self, stage: &str) -> Overrides {
+        Overrides::default()
+            .parameter("Stage", stage)
+            .parameter("CanvasJwksUrl", self.jwks.url())
+            .parameter("CanvasJwtIssuer", self.issuer.as_str())
     }
 }
 

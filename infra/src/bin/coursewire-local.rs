@@ -5,15 +5,12 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire_infra::canvas_sim::{
-    Delivered, Delivery, Emitter, Format, JwksServer, KeyRing, Scenario, ScenarioConfig,
-    rejection_cases,
+    Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, rejection_cases,
 };
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::stack::{ChangesTap, LocalStack, StackOptions};
+use coursewire_infra::stack::{ChangesTap, LocalStack, SimulatedCanvas, StackOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The issuer the simulated Canvas signs with (the local stack is configured to expect it).
@@ -102,28 +99,19 @@ async fn main() -> Result<()> {
     }
 }
 
-struct Canvas {
-    ring: Arc<KeyRing>,
-    jwks: JwksServer,
-}
-
-async fn start(stage: &str) -> Result<(Canvas, LocalStack)> {
-    let ring = Arc::new(KeyRing::new().context("generating Canvas signing keys")?);
-    let jwks = JwksServer::start(ring.clone())
+async fn start(stage: &str) -> Result<(SimulatedCanvas, LocalStack)> {
+    let canvas = SimulatedCanvas::start(ISSUER)
         .await
-        .context("starting the Canvas JWKS endpoint")?;
+        .context("starting the simulated Canvas")?;
     step("starting moto and provisioning from template.yaml (first run installs moto into .venv)");
-    let overrides = Overrides::default()
-        .parameter("Stage", stage)
-        .parameter("CanvasJwksUrl", jwks.url())
-        .parameter("CanvasJwtIssuer", ISSUER);
+    let overrides = canvas.overrides(stage);
     let stack = LocalStack::start(StackOptions {
         overrides,
         pollers: 4,
     })
     .await
     .context("starting the local stack")?;
-    Ok((Canvas { ring, jwks }, stack))
+    Ok((canvas, stack))
 }
 
 async fn up() -> Result<()> {
@@ -172,7 +160,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_demo(args: &DemoArgs, canvas: &Canvas, stack: &LocalStack) -> Result<String> {
+async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack) -> Result<String> {
     let url = stack
         .function_url(INGEST_URL_FUNCTION)
         .context("ingest-https has no function URL")?;

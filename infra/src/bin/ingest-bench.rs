@@ -19,11 +19,10 @@ use aws_sdk_sqs::types::{
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use coursewire_infra::canvas_sim::{
-    CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, JwksServer, KeyRing,
-    Scenario, ScenarioConfig,
+    CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
+    ScenarioConfig,
 };
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::stack::{LocalStack, StackOptions};
+use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -221,15 +220,12 @@ async fn bench() -> Result<()> {
         generated.elapsed().as_secs_f64()
     ));
 
-    let ring = Arc::new(KeyRing::new().context("generating Canvas signing keys")?);
-    let jwks = JwksServer::start(ring.clone())
+    let canvas = SimulatedCanvas::start(ISSUER)
         .await
-        .context("starting the Canvas JWKS endpoint")?;
+        .context("starting the simulated Canvas")?;
+    let ring = canvas.ring.clone();
     step("starting moto and provisioning from template.yaml (first run installs moto into .venv)");
-    let overrides = Overrides::default()
-        .parameter("Stage", "bench")
-        .parameter("CanvasJwksUrl", jwks.url())
-        .parameter("CanvasJwtIssuer", ISSUER);
+    let overrides = canvas.overrides("bench");
     let pollers = usize::try_from(args.pollers).context("--pollers")?;
     let stack = LocalStack::start(StackOptions { overrides, pollers })
         .await
@@ -275,7 +271,7 @@ async fn bench() -> Result<()> {
     }
     step("stopping the stack");
     stack.stop().await;
-    jwks.stop().await;
+    canvas.jwks.stop().await;
 
     let report = outcome?;
     println!("{}", report.render(&args));
