@@ -81,11 +81,12 @@ impl Default for DemoArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // Functions log JSON at info in production; here only warnings reach the console so the
-    // progress display stays readable.
+    // Functions log JSON at info in production; here only errors reach the console, so the
+    // progress display stays readable (rejects are counted in the summary). RUST_LOG overrides.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
         .compact()
