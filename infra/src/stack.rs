@@ -275,7 +275,8 @@ impl LocalStack {
 /// rescans a whole queue on every send).
 pub struct ChangesTap {
     shutdown: ShutdownToken,
-    task: tokio::task::JoinHandle<TapReport>,
+    report: Arc<std::sync::Mutex<TapReport>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// What the tap saw.
@@ -295,74 +296,133 @@ pub struct TapReport {
 }
 
 impl ChangesTap {
-    pub fn start(stack: &LocalStack, logical_id: &str) -> Result<Self, StackError> {
+    /// Starts `receivers` concurrent consumers of the queue `logical_id`.
+    pub fn start(
+        stack: &LocalStack,
+        logical_id: &str,
+        receivers: usize,
+    ) -> Result<Self, StackError> {
         let url = stack
             .queue_url(logical_id)
             .ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?
             .to_string();
         let client = aws_sdk_sqs::Client::new(&stack.aws);
         let shutdown = stack.shutdown.child();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            let mut report = TapReport::default();
-            let mut idle_after_stop = false;
-            loop {
-                if stop.is_cancelled() && idle_after_stop {
-                    break;
-                }
-                let received = client
-                    .receive_message()
-                    .queue_url(&url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .message_system_attribute_names(
-                        aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
-                    )
-                    .send()
-                    .await;
-                let messages = match received {
-                    Ok(out) => out.messages.unwrap_or_default(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "changes tap: receive failed");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                };
-                idle_after_stop = stop.is_cancelled() && messages.is_empty();
-                for message in &messages {
-                    report.record(message);
-                }
-                let entries: Vec<_> = messages
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, m)| {
-                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(m.receipt_handle()?)
-                            .build()
-                            .ok()
-                    })
-                    .collect();
-                if !entries.is_empty()
-                    && let Err(e) = client
-                        .delete_message_batch()
-                        .queue_url(&url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                {
-                    tracing::warn!(error = %e, "changes tap: delete failed");
-                }
+        let report = Arc::new(std::sync::Mutex::new(TapReport::default()));
+        let tasks = (0..receivers.max(1))
+            .map(|_| {
+                tokio::spawn(consume(
+                    client.clone(),
+                    url.clone(),
+                    shutdown.clone(),
+                    report.clone(),
+                ))
+            })
+            .collect();
+        Ok(Self {
+            shutdown,
+            report,
+            tasks,
+        })
+    }
+
+    /// What the tap has seen so far.
+    pub fn report(&self) -> TapReport {
+        self.report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until `expected` distinct events have arrived (or `timeout`); returns how many did.
+    pub async fn wait_for(&self, expected: u64, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seen = self.report().unique_events;
+            if seen >= expected || tokio::time::Instant::now() >= deadline {
+                return seen;
             }
-            report
-        });
-        Ok(Self { shutdown, task })
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops once the queue is empty and returns what was seen.
     pub async fn finish(self) -> TapReport {
         self.shutdown.cancel();
-        self.task.await.unwrap_or_default()
+        let report = self.report.clone();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// One receiver: receive, record, delete; after shutdown, keep going until a receive is empty.
+async fn consume(
+    client: aws_sdk_sqs::Client,
+    url: String,
+    stop: ShutdownToken,
+    report: Arc<std::sync::Mutex<TapReport>>,
+) {
+    loop {
+        let received = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+            )
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "changes tap: receive failed");
+                if stop.is_cancelled() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            if stop.is_cancelled() {
+                return;
+            }
+            continue;
+        }
+        {
+            let mut report = report
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for message in &messages {
+                report.record(message);
+            }
+        }
+        let entries: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if let Err(e) = client
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "changes tap: delete failed");
+        }
     }
 }
 

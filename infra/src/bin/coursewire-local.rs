@@ -197,7 +197,7 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     ));
 
     // No processor yet: a tap reads changes.fifo as a downstream consumer would.
-    let tap = ChangesTap::start(stack, "ChangesQueue")?;
+    let tap = ChangesTap::start(stack, "ChangesQueue", 2)?;
 
     // Canvas rotates its signing key monthly; rotate half-way to show the receiver follows.
     let half = emissions.len() / 2;

@@ -13,22 +13,20 @@
 //! result block for BENCHMARKS.md.
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use coursewire_infra::canvas_sim::{
     CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
     ScenarioConfig,
 };
-use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_infra::stack::{ChangesTap, LocalStack, SimulatedCanvas, StackOptions};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -234,7 +232,7 @@ async fn bench() -> Result<()> {
     let sink = if args.no_changes_sink {
         None
     } else {
-        ChangesSink::start(&stack)?
+        start_changes_sink(&stack)?
     };
     let run = async {
         match args.mode {
@@ -250,7 +248,7 @@ async fn bench() -> Result<()> {
         (Ok(mut report), Some(sink)) => {
             let expected = args.warmup + args.events;
             let arrived = sink.wait_for(expected, Duration::from_secs(60)).await;
-            report.changes(sink.messages(), arrived, expected);
+            report.changes(sink.report().messages, arrived, expected);
             Ok(report)
         }
         (Ok(mut report), None) => {
@@ -267,7 +265,7 @@ async fn bench() -> Result<()> {
         (Err(e), _) => Err(e),
     };
     if let Some(sink) = sink {
-        sink.stop().await;
+        sink.finish().await;
     }
     step("stopping the stack");
     stack.stop().await;
@@ -976,139 +974,22 @@ async fn queue_wave(
 
 /// Stands in for the processor while the stack has none: receives and deletes every message
 /// on changes.fifo and remembers which events (by `event_hash`) arrived.
-struct ChangesSink {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<HashSet<String>>>,
-    messages: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl ChangesSink {
-    /// `None` when a function of the template already consumes changes.fifo.
-    fn start(stack: &LocalStack) -> Result<Option<Self>> {
-        let consumed = stack.deployed.functions.iter().any(|f| {
-            f.sqs_events
-                .iter()
-                .any(|s| s.enabled && s.queue_logical_id == CHANGES_QUEUE)
-        });
-        if consumed {
-            return Ok(None);
-        }
-        let url = stack
-            .queue_url(CHANGES_QUEUE)
-            .context("no changes queue")?
-            .to_string();
-        let sqs = aws_sdk_sqs::Client::new(&stack.aws);
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(HashSet::new()));
-        let messages = Arc::new(AtomicU64::new(0));
-        let tasks = (0..SINK_CONSUMERS)
-            .map(|_| {
-                tokio::spawn(consume_changes(
-                    sqs.clone(),
-                    url.clone(),
-                    stop.clone(),
-                    seen.clone(),
-                    messages.clone(),
-                ))
-            })
-            .collect();
-        Ok(Some(Self {
-            stop,
-            seen,
-            messages,
-            tasks,
-        }))
-    }
-
-    fn distinct(&self) -> u64 {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len() as u64
-    }
-
-    fn messages(&self) -> u64 {
-        self.messages.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `expected` distinct events arrived; returns how many did.
-    async fn wait_for(&self, expected: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        while self.distinct() < expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.distinct()
-    }
-
-    async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-}
-
-async fn consume_changes(
-    sqs: aws_sdk_sqs::Client,
-    url: String,
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<HashSet<String>>>,
-    messages: Arc<AtomicU64>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        let received = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await;
-        let batch = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "changes sink: ReceiveMessage failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            continue;
-        }
-        {
-            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-            for message in &batch {
-                let hash = message
-                    .body()
-                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                    .and_then(|v| v["event_hash"].as_str().map(str::to_string));
-                seen.insert(
-                    hash.unwrap_or_else(|| message.message_id().unwrap_or_default().to_string()),
-                );
-            }
-        }
-        messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let entries = batch
+/// `changes.fifo` drained as the processor will drain it, unless a function of the template
+/// already consumes the queue.
+fn start_changes_sink(stack: &LocalStack) -> Result<Option<ChangesTap>> {
+    let consumed = stack.deployed.functions.iter().any(|f| {
+        f.sqs_events
             .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(m.receipt_handle.clone())
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let deleted = sqs
-            .delete_message_batch()
-            .queue_url(&url)
-            .set_entries(Some(entries))
-            .send()
-            .await;
-        if let Err(e) = deleted {
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "changes sink: DeleteMessageBatch failed");
-        }
+            .any(|s| s.enabled && s.queue_logical_id == CHANGES_QUEUE)
+    });
+    if consumed {
+        return Ok(None);
     }
+    Ok(Some(ChangesTap::start(
+        stack,
+        CHANGES_QUEUE,
+        SINK_CONSUMERS,
+    )?))
 }
 
 // ---------------------------------------------------------------- cpu
