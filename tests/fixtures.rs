@@ -101,13 +101,6 @@ impl Inbox for Memory {
             Some(true) => Admission::Duplicate,
         })
     }
-    async fn mark_enqueued(&self, hash: &str) -> Result<(), AwsError> {
-        self.events
-            .lock()
-            .expect("lock")
-            .insert(hash.to_string(), true);
-        Ok(())
-    }
     async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError> {
         self.rejects
             .lock()

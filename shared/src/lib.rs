@@ -6,10 +6,14 @@
 //! - [`jwt`]: strict verification of Canvas's signed events against its rotating JWKS
 //! - [`inbox`]: every accepted raw event, deduplicated by content hash (DynamoDB)
 //! - [`changes`]: the hand-off to the processor on `changes.fifo` (SQS FIFO)
+//! - [`catalog`]: the Canvas objects downstream systems care about, with per-entity sequences
+//! - [`bus`]: the normalized change events on EventBridge
 //! - [`ingest`]: the receive path shared by `ingest-https` and `ingest-sqs`
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
 pub mod aws;
+pub mod bus;
+pub mod catalog;
 pub mod changes;
 pub mod inbox;
 pub mod ingest;

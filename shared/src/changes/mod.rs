@@ -31,6 +31,28 @@ pub struct ChangeMessage {
     pub source: Source,
     pub received_at: String,
     pub payload: Value,
+    /// Set when the replay tool re-sent the event (absent on the normal path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayMode>,
+}
+
+/// How a replayed event is treated by the processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayMode {
+    /// Apply and publish it only if that never happened (heals gaps, duplicates nothing).
+    Heal,
+    /// Also re-emit it if it was published already: same event id, flagged `replay: true`.
+    Republish,
+}
+
+impl ReplayMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayMode::Heal => "heal",
+            ReplayMode::Republish => "republish",
+        }
+    }
 }
 
 impl ChangeMessage {
@@ -45,6 +67,7 @@ impl ChangeMessage {
             source,
             received_at: format_sortable(&received_at),
             payload: event.payload.clone(),
+            replay: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! DynamoDB inbox table: `pk` = `event#<hash>` (or `reject#<hash>`), GSI `by_time` on
 //! (`time_bucket`, `time_key`) for replay windows, TTL on `expires_at`.
 
-use super::{Admission, Inbox, Reject, Source};
+use super::{Admission, Inbox, Reject, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, Source};
 use crate::aws::{AwsError, classify};
 use crate::live_events::LiveEvent;
 use crate::live_events::time::{format_sortable, parse_event_time};
@@ -17,9 +17,6 @@ use std::time::Duration;
 /// Hour buckets are split into this many shards so that a burst of events from one hour does
 /// not land on one GSI partition; replay queries every shard of a bucket.
 pub const TIME_SHARDS: u8 = 8;
-
-const STATUS_RECEIVED: &str = "received";
-const STATUS_ENQUEUED: &str = "enqueued";
 
 pub struct DynamoInbox {
     client: Client,
@@ -118,7 +115,7 @@ impl Inbox for DynamoInbox {
                     };
                     let text = |name: &str| old.as_ref()?.get(name)?.as_s().ok().cloned();
                     Ok(match text("status").as_deref() {
-                        Some(STATUS_ENQUEUED) => Admission::Duplicate,
+                        Some(STATUS_APPLIED | STATUS_PUBLISHED) => Admission::Duplicate,
                         _ => Admission::Unfinished {
                             first_received: text("received_at").and_then(|t| parse_event_time(&t)),
                         },
@@ -127,21 +124,6 @@ impl Inbox for DynamoInbox {
                 _ => Err(classify(&err)),
             },
         }
-    }
-
-    async fn mark_enqueued(&self, content_hash: &str) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(Self::event_pk(content_hash)))
-            .update_expression("SET #status = :enqueued")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":enqueued", s(STATUS_ENQUEUED))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
     }
 
     async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError> {

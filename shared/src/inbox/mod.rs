@@ -1,15 +1,27 @@
 //! The inbox: every accepted raw event, keyed by its content hash. The conditional put is the
 //! first line of deduplication; the time index lets replay select any window later.
+//!
+//! The inbox record is also the event's **outbox** record: the processor writes the change
+//! event it derived (event id, sequence, detail) onto it in the same transaction as the
+//! catalog row, and marks it published after PutEvents. One record per source event tells
+//! its whole story: `received` → `applied` → `published`.
 
 mod dynamo;
 
-pub use dynamo::DynamoInbox;
+pub use dynamo::{DynamoInbox, TIME_SHARDS};
 
 use crate::aws::AwsError;
 use crate::live_events::LiveEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// `status` of an inbox record: stored by ingestion...
+pub const STATUS_RECEIVED: &str = "received";
+/// ...applied to the catalog, change event recorded (not yet confirmed on the bus)...
+pub const STATUS_APPLIED: &str = "applied";
+/// ...and published to EventBridge.
+pub const STATUS_PUBLISHED: &str = "published";
 
 /// How an event reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,12 +45,13 @@ impl Source {
 pub enum Admission {
     /// First time seen: store done, enqueue next.
     New,
-    /// Seen before and already handed to `changes.fifo`: drop.
+    /// Seen before and already applied by the processor: drop.
     Duplicate,
-    /// Seen before, but not marked enqueued: either a concurrent delivery of the same event
-    /// is between its put and its send right now, or an earlier attempt stopped there (a
-    /// crash or a failed send). Either way the event is enqueued again — `changes.fifo`
-    /// deduplicates by content hash — and `first_received` tells the two apart for metrics.
+    /// Seen before, not applied yet: either the first copy is on `changes.fifo` right now, or
+    /// an earlier attempt stopped between its put and its send (a crash or a failed send).
+    /// Either way the event is enqueued again — `changes.fifo` deduplicates by content hash and
+    /// the processor by the outbox record — and `first_received` tells the two apart for
+    /// metrics.
     Unfinished {
         first_received: Option<DateTime<Utc>>,
     },
@@ -63,6 +76,5 @@ pub trait Inbox: Send + Sync {
         source: Source,
         received_at: DateTime<Utc>,
     ) -> Result<Admission, AwsError>;
-    async fn mark_enqueued(&self, content_hash: &str) -> Result<(), AwsError>;
     async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError>;
 }

@@ -1,7 +1,7 @@
 //! Ingestion: the path both receivers share. A payload is verified (HTTPS), parsed, offered
-//! to the inbox (conditional put = deduplication), handed to `changes.fifo`, and marked
-//! enqueued. A crash anywhere in between is repaired by the retry: the inbox remembers that
-//! the event was stored but not yet enqueued.
+//! to the inbox (conditional put = deduplication) and handed to `changes.fifo`. A crash in
+//! between is repaired by the retry: the inbox remembers that the event was stored but not
+//! yet applied, so the retry enqueues it again.
 
 mod config;
 mod https;
@@ -20,7 +20,7 @@ use futures::future::join_all;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A second delivery that finds the first one stored but not yet enqueued within this window
+/// A second delivery that finds the first one stored but not yet applied within this window
 /// is a concurrent duplicate; later, it is the retry of an attempt that stopped half-way.
 const IN_FLIGHT_WINDOW_SECS: i64 = 120;
 
@@ -49,7 +49,8 @@ impl Default for IngestSettings {
 pub enum Outcome {
     /// New: stored and enqueued.
     Accepted,
-    /// Seen and enqueued before: dropped.
+    /// Seen before: dropped (or, if not yet applied, enqueued again for the FIFO queue to
+    /// absorb).
     Duplicate,
     /// Stored by an earlier attempt that stopped before enqueueing: enqueued now.
     Recovered,
@@ -160,28 +161,8 @@ impl Ingestor {
         } else {
             self.queue.enqueue(&messages).await
         };
-        let mut enqueued = Vec::new();
         for (&(i, outcome), result) in to_send.iter().zip(sent) {
-            match result {
-                Ok(()) => enqueued.push((i, outcome)),
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-
-        let marks = join_all(
-            enqueued
-                .iter()
-                .map(|&(i, _)| self.inbox.mark_enqueued(&events[i].content_hash)),
-        )
-        .await;
-        for (&(i, outcome), mark) in enqueued.iter().zip(marks) {
-            if let Err(e) = mark {
-                // The event is safely on the queue; at worst a later duplicate is enqueued
-                // again and the processor's idempotency drops it.
-                tracing::warn!(event_hash = %events[i].content_hash, error = %e, "could not mark inbox entry enqueued");
-                metrics.count("InboxMarkFailures", &[], 1);
-            }
-            results[i] = Some(Ok(outcome));
+            results[i] = Some(result.map(|()| outcome));
         }
 
         let results: Vec<Result<Outcome, AwsError>> = results

@@ -360,6 +360,14 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// Every documented Canvas event type with the entity type its key names (an event type
+/// may appear twice: `grade_change` names a submission or, without one, a score).
+pub fn documented_events() -> impl Iterator<Item = (&'static str, &'static str)> {
+    RULES
+        .iter()
+        .flat_map(|rule| rule.events.iter().map(move |event| (*event, rule.entity)))
+}
+
 /// Whether Canvas-format `event_name` has a documented key rule.
 pub fn is_documented(event_name: &str) -> bool {
     RULES.iter().any(|r| r.events.contains(&event_name))
