@@ -33,7 +33,27 @@ pub struct ChangeMessage {
     pub payload: Value,
     /// Set when the replay tool re-sent the event (absent on the normal path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay: Option<ReplayMode>,
+    pub replay: Option<Replay>,
+}
+
+impl ChangeMessage {
+    /// The FIFO deduplication id: the content hash, so every copy of an event collapses into
+    /// one message — except a replay's, which must get through even if the original is still
+    /// inside SQS's five-minute deduplication window.
+    pub fn deduplication_id(&self) -> String {
+        match &self.replay {
+            None => self.event_hash.clone(),
+            Some(replay) => format!("{}:{}", self.event_hash, replay.request_id),
+        }
+    }
+}
+
+/// Marks a message the replay tool sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    pub mode: ReplayMode,
+    /// Identifies the replay run (at most 60 characters of `[A-Za-z0-9_-]`).
+    pub request_id: String,
 }
 
 /// How a replayed event is treated by the processor.

@@ -34,7 +34,7 @@ impl SqsChangeQueue {
                 .id(index.to_string())
                 .message_body(body)
                 .message_group_id(&message.entity_key)
-                .message_deduplication_id(&message.event_hash)
+                .message_deduplication_id(message.deduplication_id())
                 .build();
             match entry {
                 Ok(entry) => entries.push(entry),
