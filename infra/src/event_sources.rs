@@ -54,6 +54,12 @@ pub trait ScheduledHandler: Send + Sync {
     async fn handle(&self, input: Option<serde_json::Value>) -> Result<(), HandlerError>;
 }
 
+/// A function invoked directly with a JSON event (`aws lambda invoke`), answering JSON.
+#[async_trait]
+pub trait InvokeHandler: Send + Sync {
+    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, HandlerError>;
+}
+
 /// Adapts an async closure into an [`SqsHandler`].
 pub struct SqsHandlerFn<F>(pub F);
 

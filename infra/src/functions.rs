@@ -2,13 +2,17 @@
 //! `template.yaml`. Each handler is built exactly as the Lambda binary builds it — from the
 //! function's environment (resolved from the template) — so local never drifts from deployed.
 
-use crate::event_sources::{HandlerError, HttpHandler, ScheduledHandler, SqsHandler};
+use crate::event_sources::{
+    HandlerError, HttpHandler, InvokeHandler, ScheduledHandler, SqsHandler,
+};
 use crate::template::FunctionSpec;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use coursewire::ingest::{IngestConfig, Ingestor};
+use coursewire::processor::{Processor, ProcessorConfig};
+use coursewire::replay::{ReplayConfig, ReplayRequest, Replayer};
 use coursewire::telemetry::MetricsSink;
 use std::sync::Arc;
 
@@ -24,12 +28,26 @@ pub enum FunctionError {
     Unknown { function: String, binary: String },
 }
 
-/// A function's in-process entry points (a function may have an SQS source, a URL, or both).
+/// A function's in-process entry points (a function may have an SQS source, a URL, or both;
+/// `invoke` is a direct invocation with a JSON event, as `aws lambda invoke` does).
 pub struct LocalFunction {
     pub spec: FunctionSpec,
     pub sqs: Option<Arc<dyn SqsHandler>>,
     pub http: Option<Arc<dyn HttpHandler>>,
     pub scheduled: Option<Arc<dyn ScheduledHandler>>,
+    pub invoke: Option<Arc<dyn InvokeHandler>>,
+}
+
+impl LocalFunction {
+    fn new(spec: &FunctionSpec) -> Self {
+        Self {
+            spec: spec.clone(),
+            sqs: None,
+            http: None,
+            scheduled: None,
+            invoke: None,
+        }
+    }
 }
 
 struct IngestHandler(Arc<Ingestor>);
@@ -45,6 +63,26 @@ impl SqsHandler for IngestHandler {
 impl HttpHandler for IngestHandler {
     async fn handle(&self, request: http::Request<Bytes>) -> http::Response<String> {
         self.0.handle_http(request).await
+    }
+}
+
+struct ProcessorHandler(Processor);
+
+#[async_trait]
+impl SqsHandler for ProcessorHandler {
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
+        Ok(self.0.handle_sqs(event).await)
+    }
+}
+
+struct ReplayHandler(Replayer);
+
+#[async_trait]
+impl InvokeHandler for ReplayHandler {
+    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
+        let request: ReplayRequest = serde_json::from_value(event)?;
+        let report = self.0.run(request, |_| {}).await?;
+        Ok(serde_json::to_value(report)?)
     }
 }
 
@@ -69,10 +107,25 @@ pub fn build(
             );
             let handler = Arc::new(IngestHandler(ingestor));
             Ok(LocalFunction {
-                spec: spec.clone(),
                 sqs: Some(handler.clone() as Arc<dyn SqsHandler>),
                 http: Some(handler as Arc<dyn HttpHandler>),
-                scheduled: None,
+                ..LocalFunction::new(spec)
+            })
+        }
+        "processor" => {
+            let config = ProcessorConfig::from_lookup(env).map_err(config_error)?;
+            let processor = config.build(aws, metrics, &spec.binary);
+            Ok(LocalFunction {
+                sqs: Some(Arc::new(ProcessorHandler(processor))),
+                ..LocalFunction::new(spec)
+            })
+        }
+        "replay" => {
+            let config = ReplayConfig::from_lookup(env).map_err(config_error)?;
+            let replayer = config.build(aws, metrics, &spec.binary);
+            Ok(LocalFunction {
+                invoke: Some(Arc::new(ReplayHandler(replayer))),
+                ..LocalFunction::new(spec)
             })
         }
         other => Err(FunctionError::Unknown {

@@ -3,7 +3,7 @@
 //! pollers with partial batch failures and redrive, function URLs on local ports).
 
 use crate::event_sources::{
-    CounterSnapshot, FunctionUrlOptions, FunctionUrlServer, Schedule, Scheduler, ShutdownToken,
+    CounterSnapshot, FunctionUrlOptions, InvokeHandler, FunctionUrlServer, Schedule, Scheduler, ShutdownToken,
     SqsPoller, SqsPollerConfig,
 };
 use crate::functions::{self, FunctionError};
@@ -36,6 +36,8 @@ pub enum StackError {
     Sqs(String),
     #[error("Canvas simulator: {0}")]
     Canvas(String),
+    #[error("invoke: {0}")]
+    Invoke(String),
 }
 
 /// What to start.
@@ -45,6 +47,9 @@ pub struct StackOptions {
     pub overrides: Overrides,
     /// Concurrent pollers per SQS event source (Lambda scales these; locally a few suffice).
     pub pollers: usize,
+    /// Functions (logical ids) whose event sources are not started, like a disabled event
+    /// source mapping: their queues fill up for a test to inspect.
+    pub paused: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -52,7 +57,16 @@ impl Default for StackOptions {
         Self {
             overrides: Overrides::default(),
             pollers: 4,
+            paused: Vec::new(),
         }
+    }
+}
+
+impl StackOptions {
+    /// Does not start the event sources of `logical_id` (e.g. `ProcessorFunction`).
+    pub fn pause(mut self, logical_id: &str) -> Self {
+        self.paused.push(logical_id.to_string());
+        self
     }
 }
 
@@ -108,6 +122,7 @@ pub struct LocalStack {
     /// Every metric the in-process functions emitted.
     pub metrics: Arc<CollectingSink>,
     urls: BTreeMap<String, FunctionUrlServer>,
+    invokers: BTreeMap<String, Arc<dyn InvokeHandler>>,
     pollers: BTreeMap<String, SqsPoller>,
     schedulers: BTreeMap<String, Scheduler>,
     shutdown: ShutdownToken,
@@ -127,10 +142,17 @@ impl LocalStack {
         let sqs = aws_sdk_sqs::Client::new(&aws);
 
         let mut urls = BTreeMap::new();
+        let mut invokers = BTreeMap::new();
         let mut pollers = BTreeMap::new();
         let mut schedulers = BTreeMap::new();
         for spec in &deployed.functions {
             let function = functions::build(spec, &aws, metrics.clone())?;
+            if let Some(handler) = &function.invoke {
+                invokers.insert(spec.logical_id.clone(), handler.clone());
+            }
+            if options.paused.contains(&spec.logical_id) {
+                continue;
+            }
             if let (Some(handler), true) = (&function.http, spec.has_function_url()) {
                 let options = FunctionUrlOptions {
                     port: 0,
@@ -177,10 +199,32 @@ impl LocalStack {
             aws,
             metrics,
             urls,
+            invokers,
             pollers,
             schedulers,
             shutdown,
         })
+    }
+
+    /// Cancelled when the stack stops; helpers running beside it take a child.
+    pub fn shutdown_token(&self) -> &ShutdownToken {
+        &self.shutdown
+    }
+
+    /// Invokes a function directly with a JSON event (what `aws lambda invoke` does).
+    pub async fn invoke(
+        &self,
+        logical_id: &str,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, StackError> {
+        let handler = self
+            .invokers
+            .get(logical_id)
+            .ok_or_else(|| StackError::Invoke(format!("{logical_id} cannot be invoked directly")))?;
+        handler
+            .invoke(event)
+            .await
+            .map_err(|e| StackError::Invoke(format!("{logical_id}: {e}")))
     }
 
     /// The local URL of a function's Function URL, by logical id.
@@ -267,190 +311,5 @@ impl LocalStack {
             scheduler.stop().await;
         }
         self.moto.stop();
-    }
-}
-
-/// Stands in for downstream consumers of `changes.fifo` until the processor exists: receives
-/// every message, checks it, and deletes it (which also keeps moto's FIFO queues fast: moto
-/// rescans a whole queue on every send).
-pub struct ChangesTap {
-    shutdown: ShutdownToken,
-    report: Arc<std::sync::Mutex<TapReport>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// What the tap saw.
-#[derive(Debug, Clone, Default)]
-pub struct TapReport {
-    pub messages: u64,
-    /// Distinct event hashes.
-    pub unique_events: u64,
-    /// Messages whose event hash had been seen already.
-    pub duplicates: u64,
-    /// Messages whose MessageGroupId differs from the body's entity key.
-    pub group_mismatches: u64,
-    /// Bodies that are not a `ChangeMessage`.
-    pub unreadable: u64,
-    /// Event hash → entity key, for checks against the simulator's truth.
-    pub entity_keys: BTreeMap<String, String>,
-}
-
-impl ChangesTap {
-    /// Starts `receivers` concurrent consumers of the queue `logical_id`.
-    pub fn start(
-        stack: &LocalStack,
-        logical_id: &str,
-        receivers: usize,
-    ) -> Result<Self, StackError> {
-        let url = stack
-            .queue_url(logical_id)
-            .ok_or_else(|| StackError::Sqs(format!("no queue {logical_id}")))?
-            .to_string();
-        let client = aws_sdk_sqs::Client::new(&stack.aws);
-        let shutdown = stack.shutdown.child();
-        let report = Arc::new(std::sync::Mutex::new(TapReport::default()));
-        let tasks = (0..receivers.max(1))
-            .map(|_| {
-                tokio::spawn(consume(
-                    client.clone(),
-                    url.clone(),
-                    shutdown.clone(),
-                    report.clone(),
-                ))
-            })
-            .collect();
-        Ok(Self {
-            shutdown,
-            report,
-            tasks,
-        })
-    }
-
-    /// What the tap has seen so far.
-    pub fn report(&self) -> TapReport {
-        self.report
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Waits until `expected` distinct events have arrived (or `timeout`); returns how many did.
-    pub async fn wait_for(&self, expected: u64, timeout: Duration) -> u64 {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let seen = self.report().unique_events;
-            if seen >= expected || tokio::time::Instant::now() >= deadline {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Stops once the queue is empty and returns what was seen.
-    pub async fn finish(self) -> TapReport {
-        self.shutdown.cancel();
-        let report = self.report.clone();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        report
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// One receiver: receive, record, delete; after shutdown, keep going until a receive is empty.
-async fn consume(
-    client: aws_sdk_sqs::Client,
-    url: String,
-    stop: ShutdownToken,
-    report: Arc<std::sync::Mutex<TapReport>>,
-) {
-    loop {
-        let received = client
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(
-                aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
-            )
-            .send()
-            .await;
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "changes tap: receive failed");
-                if stop.is_cancelled() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            if stop.is_cancelled() {
-                return;
-            }
-            continue;
-        }
-        {
-            let mut report = report
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for message in &messages {
-                report.record(message);
-            }
-        }
-        let entries: Vec<_> = messages
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle()?)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        if let Err(e) = client
-            .delete_message_batch()
-            .queue_url(&url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "changes tap: delete failed");
-        }
-    }
-}
-
-impl TapReport {
-    fn record(&mut self, message: &aws_sdk_sqs::types::Message) {
-        self.messages += 1;
-        let group = message
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
-            .cloned();
-        let Some(change) = message
-            .body()
-            .and_then(|b| serde_json::from_str::<coursewire::changes::ChangeMessage>(b).ok())
-        else {
-            self.unreadable += 1;
-            return;
-        };
-        if group.as_deref() != Some(change.entity_key.as_str()) {
-            self.group_mismatches += 1;
-        }
-        if self
-            .entity_keys
-            .insert(change.event_hash, change.entity_key)
-            .is_some()
-        {
-            self.duplicates += 1;
-        } else {
-            self.unique_events += 1;
-        }
     }
 }

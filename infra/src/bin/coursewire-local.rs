@@ -1,13 +1,16 @@
 //! coursewire-local: runs coursewire on this machine — moto for AWS, the Canvas simulator,
 //! every function in-process — and drives a realistic course-term scenario through both
-//! Canvas delivery methods, with live progress and a summary.
+//! Canvas delivery methods to a subscriber of the change-event bus, with live progress and a
+//! summary.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire_infra::canvas_sim::{
     Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, rejection_cases,
 };
-use coursewire_infra::stack::{ChangesTap, LocalStack, SimulatedCanvas, StackOptions};
+use coursewire::catalog::DynamoCatalog;
+use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_infra::subscriber::Subscriber;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 const ISSUER: &str = "https://canvas.local.coursewire";
 const INGEST_URL_FUNCTION: &str = "IngestHttpsFunction";
 const LIVE_EVENTS_QUEUE: &str = "CanvasLiveEventsQueue";
+const SUBSCRIBER_QUEUE: &str = "ExampleSubscriberQueue";
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +112,7 @@ async fn start(stage: &str) -> Result<(SimulatedCanvas, LocalStack)> {
     let overrides = canvas.overrides(stage);
     let stack = LocalStack::start(StackOptions {
         overrides,
-        pollers: 4,
+        ..StackOptions::default()
     })
     .await
     .context("starting the local stack")?;
@@ -135,6 +139,18 @@ async fn up() -> Result<()> {
         "  inbox table               {}",
         stack.table_name("InboxTable").unwrap_or("-")
     );
+    println!(
+        "  catalog table             {}",
+        stack.table_name("CatalogTable").unwrap_or("-")
+    );
+    println!(
+        "  change-event bus          {}",
+        stack.deployed.ref_value("ChangeBus").unwrap_or("-")
+    );
+    println!(
+        "  example subscriber queue  {}",
+        stack.queue_url(SUBSCRIBER_QUEUE).unwrap_or("-")
+    );
     println!("  Canvas JWKS (simulated)   {}", canvas.jwks.url());
     println!("  expected JWT issuer       {ISSUER}");
     tokio::signal::ctrl_c()
@@ -151,7 +167,10 @@ fn step(text: &str) {
 
 async fn demo(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
-    println!("coursewire demo: Canvas Live Events → ingest (HTTPS + SQS) → inbox → changes.fifo\n");
+    println!(
+        "coursewire demo: Canvas Live Events → ingest (HTTPS + SQS) → inbox → changes.fifo → \
+         processor → catalog + EventBridge → subscriber\n"
+    );
     let (canvas, stack) = start("demo").await?;
     let result = run_demo(&args, &canvas, &stack).await;
     stack.stop().await;
@@ -196,8 +215,8 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
         emissions.iter().filter(|e| e.duplicate).count()
     ));
 
-    // No processor yet: a tap reads changes.fifo as a downstream consumer would.
-    let tap = ChangesTap::start(stack, "ChangesQueue", 2)?;
+    // A downstream system subscribed to every change event (the template's example rule).
+    let subscriber = Subscriber::start(stack, SUBSCRIBER_QUEUE, 2)?;
 
     // Canvas rotates its signing key monthly; rotate half-way to show the receiver follows.
     let half = emissions.len() / 2;
@@ -268,6 +287,21 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     {
         bail!("the live-events queue did not drain within 120 s");
     }
+    step("waiting for every change event to reach the subscriber");
+    let expected_events = scenario.events.len() as u64;
+    let wait = progress_bar_for(expected_events, "change events at the subscriber");
+    let mut arrived = subscriber.unique_events();
+    let mut last_change = Instant::now();
+    while arrived < expected_events && last_change.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = subscriber.unique_events();
+        if now != arrived {
+            arrived = now;
+            last_change = Instant::now();
+        }
+        wait.set_position(arrived);
+    }
+    wait.finish_and_clear();
     // Metrics of the last batch are flushed when its invocation ends.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -278,22 +312,43 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     for (reason, n) in m.sum_by("AuthFailures", "Reason") {
         *rejects.entry(reason).or_default() += n;
     }
-    let changes = tap.finish().await;
+    let bus = subscriber.finish().await;
+    let sequence_problems = bus.sequence_problems();
+    let catalog = DynamoCatalog::new(
+        aws_sdk_dynamodb::Client::new(&stack.aws),
+        stack.table_name("CatalogTable").context("no catalog table")?,
+    );
+    let rows = catalog.scan_all().await?;
+    let mismatches = scenario.truth.catalog_mismatches(&rows);
     let live_dlq = stack.queue_depth("CanvasLiveEventsDLQ").await?;
+    let changes_dlq = stack.queue_depth("ChangesDLQ").await?;
     let mut latencies = m.values("IngestLatency");
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let mut propagation: Vec<f64> = bus
+        .events
+        .values()
+        .filter_map(|a| {
+            let received = a.detail()["received_at"].as_str()?;
+            let received = chrono::DateTime::parse_from_rfc3339(received).ok()?;
+            Some((a.arrived_at - received.to_utc()).num_milliseconds() as f64)
+        })
+        .collect();
+    let late = bus
+        .events
+        .values()
+        .filter(|a| a.detail()["late"].as_bool() == Some(true))
+        .count();
+    let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
+    for arrival in bus.events.values() {
+        let detail_type = arrival.event["detail-type"].as_str().unwrap_or("?");
+        *by_type.entry(detail_type.to_string()).or_default() += 1;
+    }
 
     let expected_unique = unique.len() as f64;
     let all_accepted = (accepted - expected_unique).abs() < 0.5;
+    let all_arrived = bus.unique_events == expected_events;
     let mut out = String::new();
-    out.push_str("\n── summary ─────────────────────────────────────────────────────────\n");
-    out.push_str(&format!("  events accepted            {accepted:>6.0}   (unique events sent: {expected_unique:.0}) {}\n", tick(all_accepted)));
+    out.push_str("\n── ingest ──────────────────────────────────────────────────────────\n");
+    out.push_str(&format!("  events accepted            {accepted:>6.0}   (unique deliveries sent: {expected_unique:.0}) {}\n", tick(all_accepted)));
     out.push_str(&format!("  duplicates dropped         {duplicates:>6.0}\n"));
     out.push_str(&format!(
         "  rejected                   {:>6.0}   by reason:\n",
@@ -302,26 +357,6 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     for (reason, n) in &rejects {
         out.push_str(&format!("      {reason:<26} {n:>4.0}\n"));
     }
-    out.push_str(&format!(
-        "  changes.fifo messages      {:>6}   ({} distinct events, {} with a wrong message group)\n",
-        changes.messages, changes.unique_events, changes.group_mismatches
-    ));
-    if changes.duplicates > 0 {
-        // A duplicate that raced its original is re-sent with the same deduplication id; SQS
-        // drops it for 5 minutes, moto only while the original is still queued.
-        out.push_str(&format!(
-            "      {} concurrent duplicates re-sent with their deduplication id (SQS drops these; moto does not once the original is consumed)\n",
-            changes.duplicates
-        ));
-    }
-    out.push_str(&format!(
-        "  changes.fifo depth now     {:>6}\n",
-        stack.queue_depth("ChangesQueue").await?.total()
-    ));
-    out.push_str(&format!(
-        "  live-events DLQ            {:>6}\n",
-        live_dlq.total()
-    ));
     out.push_str(&format!(
         "  HTTPS answers              {}\n",
         statuses
@@ -332,26 +367,83 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     ));
     out.push_str(&format!(
         "  HTTPS receiver latency     p50 {:.1} ms · p99 {:.1} ms (handler time, moto-bound)\n",
-        pct(0.50),
-        pct(0.99)
+        percentile(&mut latencies, 0.50),
+        percentile(&mut latencies, 0.99)
     ));
     out.push_str(&format!(
         "  Canvas JWKS fetches        {:>6}   (key rotated once mid-stream)\n",
         canvas.jwks.fetch_count()
     ));
+    out.push_str("── change-event bus (at the subscriber) ────────────────────────────\n");
+    out.push_str(&format!(
+        "  change events              {:>6}   (source events: {expected_events}) {}\n",
+        bus.unique_events,
+        tick(all_arrived)
+    ));
+    out.push_str(&format!(
+        "  redelivered copies         {:>6}   (same event id; subscribers drop them)\n",
+        bus.redeliveries
+    ));
+    out.push_str(&format!(
+        "  sequence problems          {:>6}   (per entity: 1, 2, 3... no gaps, no repeats) {}\n",
+        sequence_problems.len(),
+        tick(sequence_problems.is_empty())
+    ));
+    out.push_str(&format!(
+        "  late events                {late:>6}   (published, flagged, catalog not regressed)\n"
+    ));
+    out.push_str(&format!(
+        "  propagation                p50 {:.0} ms · p99 {:.0} ms (received → at the subscriber)\n",
+        percentile(&mut propagation, 0.50),
+        percentile(&mut propagation, 0.99)
+    ));
+    out.push_str("  by detail-type:\n");
+    for (detail_type, n) in &by_type {
+        out.push_str(&format!("      {detail_type:<26} {n:>5}\n"));
+    }
+    out.push_str("── catalog ─────────────────────────────────────────────────────────\n");
+    out.push_str(&format!(
+        "  rows                       {:>6}   ({} deleted)\n",
+        rows.len(),
+        rows.iter().filter(|r| r.deleted).count()
+    ));
+    out.push_str(&format!(
+        "  differences from Canvas    {:>6}   (the simulator's truth) {}\n",
+        mismatches.len(),
+        tick(mismatches.is_empty())
+    ));
+    for line in mismatches.iter().chain(&sequence_problems).take(5) {
+        out.push_str(&format!("      {line}\n"));
+    }
+    out.push_str(&format!(
+        "  dead-letter queues         {:>6}   (live events {}, changes {})\n",
+        live_dlq.total() + changes_dlq.total(),
+        live_dlq.total(),
+        changes_dlq.total()
+    ));
     if send_errors > 0 {
         out.push_str(&format!("  delivery errors            {send_errors:>6}\n"));
     }
     out.push_str("────────────────────────────────────────────────────────────────────\n");
-    let queue_ok = changes.unique_events as f64 == accepted
-        && changes.group_mismatches == 0
-        && changes.unreadable == 0;
-    if !all_accepted || !queue_ok || send_errors > 0 {
+    let ok = all_accepted
+        && all_arrived
+        && sequence_problems.is_empty()
+        && mismatches.is_empty()
+        && bus.unreadable == 0
+        && send_errors == 0;
+    if !ok {
         out.push_str("✗ something did not add up: see above\n");
         bail!(out);
     }
-    out.push_str("✓ every valid event accepted once and queued for the processor; every bad delivery refused\n");
+    out.push_str("✓ every valid event became exactly one change event, in order per entity; the catalog matches Canvas; every bad delivery was refused\n");
     Ok(out)
+}
+
+/// The `p` quantile (0..=1) of `values` (sorted in place); 0 when empty.
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() as f64 * p) as usize).min(values.len().saturating_sub(1));
+    values.get(index).copied().unwrap_or(0.0)
 }
 
 fn count(emissions: &[coursewire_infra::canvas_sim::Emission], delivery: Delivery) -> usize {
@@ -363,12 +455,16 @@ fn tick(ok: bool) -> &'static str {
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
+    progress_bar_for(total, "deliveries · {msg}")
+}
+
+fn progress_bar_for(total: u64, label: &str) -> ProgressBar {
     if !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
     if let Ok(style) =
-        ProgressStyle::with_template("  {bar:32.cyan/blue} {pos:>5}/{len} deliveries · {msg}")
+        ProgressStyle::with_template(&format!("  {{bar:32.cyan/blue}} {{pos:>5}}/{{len}} {label}"))
     {
         bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
     }

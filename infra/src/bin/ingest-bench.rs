@@ -20,7 +20,8 @@ use coursewire_infra::canvas_sim::{
     CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
     ScenarioConfig,
 };
-use coursewire_infra::stack::{ChangesTap, LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_infra::subscriber::Subscriber;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,9 +36,10 @@ const ISSUER: &str = "https://canvas.bench.coursewire";
 const INGEST_URL_FUNCTION: &str = "IngestHttpsFunction";
 const LIVE_EVENTS_QUEUE: &str = "CanvasLiveEventsQueue";
 const LIVE_EVENTS_DLQ: &str = "CanvasLiveEventsDLQ";
-const CHANGES_QUEUE: &str = "ChangesQueue";
-/// Receivers the changes sink runs (each holds at most 10 messages at a time).
-const SINK_CONSUMERS: usize = 4;
+/// The template's example subscriber: every change event arrives there.
+const SUBSCRIBER_QUEUE: &str = "ExampleSubscriberQueue";
+/// Receivers the subscriber runs (each holds at most 10 messages at a time).
+const SUBSCRIBER_RECEIVERS: usize = 4;
 /// `Function/Event` key of the ingest-sqs poller in `LocalStack::counters`.
 const SQS_EVENT_SOURCE: &str = "IngestSqsFunction/CanvasLiveEvents";
 /// SendMessageBatch takes at most 10 entries.
@@ -68,8 +70,9 @@ const HIST_MAX_US: u64 = 600_000_000;
                   them at one instant (per-message DelaySeconds) and time how long the \
                   ingest-sqs pollers take to drain them, in waves of --wave events; latency is \
                   the handler's BatchLatency per batch of 10.\n\n\
-                  While no function consumes changes.fifo, the bench does (as the processor \
-                  will) and checks that every accepted event reached it.\n\n\
+                  The processor runs too; the bench subscribes to the change-event bus (the \
+                  template's example subscriber queue) and checks that every accepted event \
+                  arrived there as one change event.\n\n\
                   Logs are quiet (warnings only; set INGEST_BENCH_LOG=info for more). The \
                   result block on stdout is meant for BENCHMARKS.md; build with --release.",
     after_help = "Examples:\n  \
@@ -120,12 +123,6 @@ struct Args {
     /// Give up on the timed run after this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     timeout: u64,
-    /// Leave changes.fifo to fill up. By default, while no function in template.yaml consumes
-    /// it, the bench receives and deletes its messages as the processor would (moto validates
-    /// every FIFO send by scanning the whole queue, so an ever-growing changes.fifo makes each
-    /// accepted event slower than the last) and checks that every accepted event arrived.
-    #[arg(long)]
-    no_changes_sink: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -225,15 +222,15 @@ async fn bench() -> Result<()> {
     step("starting moto and provisioning from template.yaml (first run installs moto into .venv)");
     let overrides = canvas.overrides("bench");
     let pollers = usize::try_from(args.pollers).context("--pollers")?;
-    let stack = LocalStack::start(StackOptions { overrides, pollers })
-        .await
-        .context("starting the local stack")?;
+    let stack = LocalStack::start(StackOptions {
+        overrides,
+        pollers,
+        ..StackOptions::default()
+    })
+    .await
+    .context("starting the local stack")?;
 
-    let sink = if args.no_changes_sink {
-        None
-    } else {
-        start_changes_sink(&stack)?
-    };
+    let subscriber = Subscriber::start(&stack, SUBSCRIBER_QUEUE, SUBSCRIBER_RECEIVERS)?;
     let run = async {
         match args.mode {
             Mode::Https => bench_https(&args, &ring, &stack, &events).await,
@@ -244,29 +241,18 @@ async fn bench() -> Result<()> {
         outcome = run => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
-    let outcome = match (outcome, &sink) {
-        (Ok(mut report), Some(sink)) => {
+    let outcome = match outcome {
+        Ok(mut report) => {
             let expected = args.warmup + args.events;
-            let arrived = sink.wait_for(expected, Duration::from_secs(60)).await;
-            report.changes(sink.report().messages, arrived, expected);
+            let arrived = subscriber
+                .wait_for(expected, Duration::from_secs(60))
+                .await;
+            report.changes(subscriber.report().messages, arrived, expected);
             Ok(report)
         }
-        (Ok(mut report), None) => {
-            report.line(
-                "changes",
-                if args.no_changes_sink {
-                    "changes.fifo left to fill up (--no-changes-sink)"
-                } else {
-                    "changes.fifo consumed by the stack's own processor"
-                },
-            );
-            Ok(report)
-        }
-        (Err(e), _) => Err(e),
+        Err(e) => Err(e),
     };
-    if let Some(sink) = sink {
-        sink.finish().await;
-    }
+    subscriber.finish().await;
     step("stopping the stack");
     stack.stop().await;
     canvas.jwks.stop().await;
@@ -970,28 +956,6 @@ async fn queue_wave(
     })
 }
 
-// ---------------------------------------------------------------- changes sink
-
-/// Stands in for the processor while the stack has none: receives and deletes every message
-/// on changes.fifo and remembers which events (by `event_hash`) arrived.
-/// `changes.fifo` drained as the processor will drain it, unless a function of the template
-/// already consumes the queue.
-fn start_changes_sink(stack: &LocalStack) -> Result<Option<ChangesTap>> {
-    let consumed = stack.deployed.functions.iter().any(|f| {
-        f.sqs_events
-            .iter()
-            .any(|s| s.enabled && s.queue_logical_id == CHANGES_QUEUE)
-    });
-    if consumed {
-        return Ok(None);
-    }
-    Ok(Some(ChangesTap::start(
-        stack,
-        CHANGES_QUEUE,
-        SINK_CONSUMERS,
-    )?))
-}
-
 // ---------------------------------------------------------------- cpu
 
 /// CPU time (user + system) so far of this process (clients, function URL servers, pollers
@@ -1132,15 +1096,15 @@ impl Report {
         self.lines.push((key.to_string(), value.into()));
     }
 
-    /// Every event accepted (warm-up included) must have reached changes.fifo.
+    /// Every event accepted (warm-up included) must have reached the subscriber.
     fn changes(&mut self, messages: u64, distinct: u64, expected: u64) {
         let ok = distinct == expected;
         self.verified &= ok;
         self.line(
             "changes",
             format!(
-                "{}: {distinct} of {expected} events (warm-up included) reached changes.fifo, \
-             {messages} messages consumed by the bench's sink (no processor in the stack yet)",
+                "{}: {distinct} of {expected} events (warm-up included) arrived at the \
+                 subscriber as change events ({messages} SQS messages)",
                 if ok { "ok" } else { "FAILED" }
             ),
         );

@@ -257,6 +257,53 @@ impl Truth {
             .map(|((_, id), state)| (id.as_str(), state))
     }
 
+    /// Where a catalog (its rows) differs from this truth: every entity must have a row with
+    /// the same deleted flag, `workflow_state` (when not deleted) and, for submissions, grade
+    /// and score. One line per difference; empty when the catalog converged.
+    pub fn catalog_mismatches(&self, rows: &[coursewire::catalog::EntityRecord]) -> Vec<String> {
+        let by_key: BTreeMap<&str, &coursewire::catalog::EntityRecord> =
+            rows.iter().map(|r| (r.key.as_str(), r)).collect();
+        let mut out = Vec::new();
+        for ((kind, id), truth) in &self.entities {
+            let key = format!("{kind}:{id}");
+            let Some(row) = by_key.get(key.as_str()) else {
+                out.push(format!("{key}: missing from the catalog"));
+                continue;
+            };
+            if row.deleted != truth.deleted {
+                out.push(format!(
+                    "{key}: deleted is {}, expected {}",
+                    row.deleted, truth.deleted
+                ));
+                continue;
+            }
+            if truth.deleted {
+                continue;
+            }
+            let state = row.state.clone().unwrap_or_default();
+            let field = |name: &str| state.get(name).cloned().unwrap_or(Value::Null);
+            if let Some(ws) = &truth.workflow_state
+                && field("workflow_state").as_str() != Some(ws.as_str())
+            {
+                out.push(format!(
+                    "{key}: workflow_state {}, expected {ws}",
+                    field("workflow_state")
+                ));
+            }
+            if let Some(grade) = &truth.grade
+                && field("grade").as_str() != Some(grade.as_str())
+            {
+                out.push(format!("{key}: grade {}, expected {grade}", field("grade")));
+            }
+            if let Some(score) = truth.score
+                && field("score").as_f64() != Some(score)
+            {
+                out.push(format!("{key}: score {}, expected {score}", field("score")));
+            }
+        }
+        out
+    }
+
     /// Number of entities of one type, deleted ones included.
     pub fn count(&self, kind: &str) -> usize {
         self.of_type(kind).count()

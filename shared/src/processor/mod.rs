@@ -1,0 +1,391 @@
+//! The processor: `changes.fifo` → catalog → change events on EventBridge.
+//!
+//! For each message, in order within its entity's message group:
+//! 1. load the entity's catalog row (once per group and batch);
+//! 2. [`apply`](crate::catalog::apply) the event: next sequence number, merged state, late flag;
+//! 3. commit the row and the outbox record (on the event's inbox record) in one transaction;
+//! 4. publish the change event (PutEvents, failed entries retried);
+//! 5. mark the outbox record published.
+//!
+//! A crash or failure between any two steps is repaired by the SQS retry: step 3 finds the
+//! outbox record and the retry re-publishes the **same** event id and sequence. A failure
+//! fails the remaining messages of the same group in the batch (so per-entity order holds),
+//! never other groups'.
+
+mod config;
+mod ledger;
+
+pub use config::ProcessorConfig;
+pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord};
+
+use crate::aws::AwsError;
+use crate::bus::{
+    CanvasOrigin, ChangeEvent, EntityRef, EventPublisher, Publication, SCHEMA_VERSION, detail_type,
+};
+use crate::catalog::{self, EntityRecord};
+use crate::changes::{ChangeMessage, ReplayMode};
+use crate::live_events::time::{format_sortable, parse_event_time};
+use crate::telemetry::{Metrics, MetricsSink, Unit};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::Utc;
+use futures::future::join_all;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The stable id of the change event derived from a source event: a UUID (version 8, custom)
+/// made from the content hash, so even a lost outbox record cannot mint a second id.
+pub fn event_id(event_hash: &str) -> String {
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = event_hash
+            .get(i * 2..i * 2 + 2)
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            .unwrap_or(0);
+    }
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+pub struct Processor {
+    ledger: Arc<dyn Ledger>,
+    publisher: Arc<dyn EventPublisher>,
+    metrics: Arc<dyn MetricsSink>,
+    function: String,
+}
+
+/// One message of the batch on its way through the steps.
+struct Item {
+    message_id: String,
+    message: ChangeMessage,
+}
+
+/// What a message needs after the commit step.
+enum Next {
+    /// Publish this, then mark it published.
+    Publish(Publication),
+    /// Nothing left to do (already published; a duplicate delivery or a healing replay).
+    Done,
+}
+
+impl Processor {
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        publisher: Arc<dyn EventPublisher>,
+        metrics: Arc<dyn MetricsSink>,
+        function: &str,
+    ) -> Self {
+        Self {
+            ledger,
+            publisher,
+            metrics,
+            function: function.to_string(),
+        }
+    }
+
+    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+        let started = Instant::now();
+        let metrics = Metrics::new(self.metrics.clone(), &self.function);
+
+        // Parse; group by entity key keeping order.
+        let mut groups: Vec<(String, Vec<Item>)> = Vec::new();
+        for (index, record) in event.records.into_iter().enumerate() {
+            let message_id = record.message_id.unwrap_or_else(|| index.to_string());
+            let body = record.body.unwrap_or_default();
+            let message = match serde_json::from_str::<ChangeMessage>(&body) {
+                Ok(message) => message,
+                Err(e) => {
+                    // Only a bug writes such a message; retrying cannot fix it and would block
+                    // its group. The inbox still has the event, so replay can recover it.
+                    tracing::error!(message_id, error = %e, "unreadable change message dropped");
+                    metrics.count("UnreadableMessages", &[], 1);
+                    continue;
+                }
+            };
+            let item = Item {
+                message_id,
+                message,
+            };
+            match groups
+                .iter_mut()
+                .find(|(key, _)| *key == item.message.entity_key)
+            {
+                Some((_, items)) => items.push(item),
+                None => groups.push((item.message.entity_key.clone(), vec![item])),
+            }
+        }
+
+        // Steps 1-3 per group (groups concurrently, messages of a group in order).
+        let prepared = join_all(
+            groups
+                .iter()
+                .map(|(key, items)| self.prepare_group(key, items, &metrics)),
+        )
+        .await;
+
+        // Step 4: one publisher call for the whole batch.
+        let mut publications = Vec::new();
+        let mut owners = Vec::new();
+        let mut failed: HashSet<String> = HashSet::new();
+        for ((_, items), outcomes) in groups.iter().zip(&prepared) {
+            for (item, outcome) in items.iter().zip(outcomes) {
+                match outcome {
+                    Some(Next::Publish(publication)) => {
+                        publications.push(publication.clone());
+                        owners.push(item);
+                    }
+                    Some(Next::Done) => {}
+                    None => {
+                        failed.insert(item.message_id.clone());
+                    }
+                }
+            }
+        }
+        let published = if publications.is_empty() {
+            Vec::new()
+        } else {
+            self.publisher.publish(&publications).await
+        };
+
+        // Step 5.
+        let now = Utc::now();
+        let marks = join_all(
+            owners
+                .iter()
+                .zip(&publications)
+                .zip(&published)
+                .map(|((item, publication), result)| async move {
+                    match result {
+                        Ok(()) => self
+                            .ledger
+                            .mark_published(
+                                &item.message.event_hash,
+                                &publication.event.published_at,
+                            )
+                            .await
+                            .map(|()| true),
+                        Err(e) => Err(e.clone()),
+                    }
+                }),
+        )
+        .await;
+        for ((item, publication), mark) in owners.iter().zip(&publications).zip(marks) {
+            let dims = [("Format", item.message.format.as_str())];
+            match mark {
+                Ok(_) => {
+                    metrics.count("ChangesPublished", &dims, 1);
+                    if publication.event.replay {
+                        metrics.count("ChangesRepublished", &[], 1);
+                    }
+                    if let Some(received) = parse_event_time(&item.message.received_at) {
+                        let latency = (now - received).num_milliseconds().max(0) as f64;
+                        metrics.record("PropagationLatency", &[], Unit::Milliseconds, latency);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(correlation_id = %item.message.event_hash, event_id = %publication.event.event_id, error = %e, "change event not confirmed published; the retry re-publishes the same event id");
+                    metrics.count("PublishFailures", &[], 1);
+                    failed.insert(item.message_id.clone());
+                }
+            }
+        }
+
+        // A failure fails the rest of its group in this batch.
+        let mut failures = Vec::new();
+        for (_, items) in &groups {
+            let mut group_failed = false;
+            for item in items {
+                group_failed |= failed.contains(&item.message_id);
+                if group_failed {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = item.message_id.clone();
+                    failures.push(failure);
+                }
+            }
+        }
+        metrics.record(
+            "BatchDuration",
+            &[],
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
+        metrics.flush();
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        response
+    }
+
+    /// Steps 1-3 for one group. One entry per message: `None` = failed (and so is every
+    /// message after it: they are not attempted).
+    async fn prepare_group(
+        &self,
+        entity_key: &str,
+        items: &[Item],
+        metrics: &Metrics,
+    ) -> Vec<Option<Next>> {
+        let mut out: Vec<Option<Next>> = Vec::with_capacity(items.len());
+        let mut row: Option<EntityRecord> = None;
+        for item in items {
+            if out.last().is_some_and(Option::is_none) {
+                out.push(None);
+                continue;
+            }
+            match self.prepare(entity_key, item, &mut row, metrics).await {
+                Ok(next) => out.push(Some(next)),
+                Err(e) => {
+                    tracing::warn!(correlation_id = %item.message.event_hash, entity_key, error = %e, "change not applied; will be retried");
+                    metrics.count("ApplyFailures", &[], 1);
+                    out.push(None);
+                }
+            }
+        }
+        out
+    }
+
+    async fn prepare(
+        &self,
+        entity_key: &str,
+        item: &Item,
+        row: &mut Option<EntityRecord>,
+        metrics: &Metrics,
+    ) -> Result<Next, AwsError> {
+        let message = &item.message;
+        let mode = message.replay.as_ref().map(|r| r.mode);
+        let republish = mode == Some(ReplayMode::Republish);
+        // One retry on a moved row: someone else advanced it between our read and write.
+        for attempt in 0..2 {
+            let current = match row.take() {
+                Some(current) => current,
+                None => self.ledger.load(entity_key).await?,
+            };
+            let (next_row, detail_type, event) = derive(&current, message, republish);
+            let outbox = OutboxRecord {
+                event_hash: message.event_hash.clone(),
+                detail_type: detail_type.clone(),
+                event: event.clone(),
+                published: false,
+            };
+            match self
+                .ledger
+                .commit(current.sequence, &next_row, &outbox)
+                .await?
+            {
+                Commit::Committed => {
+                    metrics.count("ChangesApplied", &[("EntityType", &next_row.entity_type)], 1);
+                    if event.late {
+                        metrics.count("LateEvents", &[], 1);
+                    }
+                    tracing::info!(
+                        correlation_id = %message.event_hash,
+                        event_id = %event.event_id,
+                        entity_key,
+                        sequence = event.sequence,
+                        late = event.late,
+                        "change applied"
+                    );
+                    *row = Some(next_row);
+                    return Ok(Next::Publish(Publication {
+                        detail_type,
+                        event: stamped(event, republish),
+                    }));
+                }
+                Commit::AlreadyApplied(existing) => {
+                    // The row we hold may be stale relative to this old event; reload next time.
+                    *row = None;
+                    if existing.published && !republish {
+                        let reason = if mode.is_some() {
+                            "ReplaySkipped"
+                        } else {
+                            "DuplicatesSkipped"
+                        };
+                        metrics.count(reason, &[], 1);
+                        return Ok(Next::Done);
+                    }
+                    metrics.count("ChangesRecovered", &[], 1);
+                    return Ok(Next::Publish(Publication {
+                        detail_type: existing.detail_type,
+                        event: stamped(existing.event, republish),
+                    }));
+                }
+                Commit::RowMoved => {
+                    metrics.count("CommitConflicts", &[], 1);
+                    *row = None;
+                    if attempt == 1 {
+                        return Err(AwsError::Transient(format!(
+                            "catalog row {entity_key} keeps moving"
+                        )));
+                    }
+                }
+            }
+        }
+        Err(AwsError::Transient(format!(
+            "catalog row {entity_key} keeps moving"
+        )))
+    }
+}
+
+/// Sets the per-publication fields of a recorded change event.
+fn stamped(mut event: ChangeEvent, replay: bool) -> ChangeEvent {
+    event.published_at = format_sortable(&Utc::now());
+    event.replay = replay;
+    event
+}
+
+/// Applies a message to a row: the next row and the change event to record.
+fn derive(
+    current: &EntityRecord,
+    message: &ChangeMessage,
+    replay: bool,
+) -> (EntityRecord, String, ChangeEvent) {
+    let normalized = catalog::normalize(
+        &message.event_name,
+        &message.entity_key,
+        message.format,
+        &message.payload,
+    );
+    let now = format_sortable(&Utc::now());
+    let applied = catalog::apply(
+        current,
+        &message.event_name,
+        &message.event_time,
+        &message.event_hash,
+        &normalized,
+        &now,
+    );
+    let record = applied.record;
+    let detail_type = detail_type(&message.event_name, &record.entity_type, applied.kind);
+    let event = ChangeEvent {
+        event_id: event_id(&message.event_hash),
+        schema_version: SCHEMA_VERSION,
+        entity: EntityRef {
+            entity_type: record.entity_type.clone(),
+            id: record.entity_id.clone(),
+            key: record.key.clone(),
+            parent: record.parent.clone(),
+        },
+        sequence: record.sequence,
+        change: applied.kind,
+        late: applied.late,
+        replay,
+        occurred_at: message.event_time.clone(),
+        received_at: message.received_at.clone(),
+        published_at: String::new(),
+        canvas: CanvasOrigin {
+            event_name: message.event_name.clone(),
+            event_hash: message.event_hash.clone(),
+            format: message.format,
+            delivery: message.source,
+            context: normalized.context,
+        },
+        data: normalized.data,
+        changed: applied.changed,
+        previous: applied.previous,
+        state: record.state.clone(),
+        deleted: record.deleted,
+    };
+    (record, detail_type, event)
+}
+
+#[cfg(test)]
+mod tests;

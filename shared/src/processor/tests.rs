@@ -1,0 +1,316 @@
+//! Processor rules with in-memory ports (the DynamoDB/EventBridge path is tested end to end
+//! in `tests/`).
+
+use super::*;
+use crate::changes::Replay;
+use crate::inbox::Source;
+use crate::live_events::Format;
+use crate::telemetry::CollectingSink;
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsMessage;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Store {
+    rows: HashMap<String, EntityRecord>,
+    outbox: HashMap<String, OutboxRecord>,
+}
+
+/// Ledger double; `fail_commit` / `fail_mark` name event hashes whose next call fails.
+#[derive(Default)]
+struct MemoryLedger {
+    store: Mutex<Store>,
+    fail_commit: Mutex<Vec<String>>,
+    fail_mark: Mutex<Vec<String>>,
+}
+
+fn take(list: &Mutex<Vec<String>>, hash: &str) -> bool {
+    let mut list = list.lock().unwrap();
+    match list.iter().position(|h| h == hash) {
+        Some(i) => {
+            list.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn load(&self, key: &str) -> Result<EntityRecord, AwsError> {
+        let store = self.store.lock().unwrap();
+        Ok(store
+            .rows
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| EntityRecord::empty(key)))
+    }
+    async fn commit(
+        &self,
+        previous: u64,
+        record: &EntityRecord,
+        outbox: &OutboxRecord,
+    ) -> Result<Commit, AwsError> {
+        if take(&self.fail_commit, &outbox.event_hash) {
+            return Err(AwsError::Transient("injected".into()));
+        }
+        let mut store = self.store.lock().unwrap();
+        if let Some(existing) = store.outbox.get(&outbox.event_hash) {
+            return Ok(Commit::AlreadyApplied(existing.clone()));
+        }
+        let current = store.rows.get(&record.key).map_or(0, |r| r.sequence);
+        if current != previous {
+            return Ok(Commit::RowMoved);
+        }
+        store.rows.insert(record.key.clone(), record.clone());
+        store
+            .outbox
+            .insert(outbox.event_hash.clone(), outbox.clone());
+        Ok(Commit::Committed)
+    }
+    async fn mark_published(&self, hash: &str, _: &str) -> Result<(), AwsError> {
+        if take(&self.fail_mark, hash) {
+            return Err(AwsError::Transient("injected".into()));
+        }
+        if let Some(record) = self.store.lock().unwrap().outbox.get_mut(hash) {
+            record.published = true;
+        }
+        Ok(())
+    }
+}
+
+/// Publisher double; `fail` names event hashes whose next publication fails.
+#[derive(Default)]
+struct MemoryBus {
+    published: Mutex<Vec<Publication>>,
+    fail: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl EventPublisher for MemoryBus {
+    async fn publish(&self, entries: &[Publication]) -> Vec<Result<(), AwsError>> {
+        entries
+            .iter()
+            .map(|p| {
+                if take(&self.fail, &p.event.canvas.event_hash) {
+                    Err(AwsError::Transient("injected".into()))
+                } else {
+                    self.published.lock().unwrap().push(p.clone());
+                    Ok(())
+                }
+            })
+            .collect()
+    }
+}
+
+fn message(hash: &str, name: &str, time: &str, id: &str, state: &str) -> ChangeMessage {
+    ChangeMessage {
+        version: 1,
+        event_hash: hash.into(),
+        entity_key: format!("enrollment:{id}"),
+        event_name: name.into(),
+        event_time: time.into(),
+        format: Format::Canvas,
+        source: Source::Sqs,
+        received_at: "2025-01-01T00:00:00.000000Z".into(),
+        payload: json!({
+            "metadata": {"event_name": name, "event_time": time, "root_account_id": "21070000000000001"},
+            "body": {"enrollment_id": id, "course_id": "21070000000000565", "user_id": "21070000000000009",
+                     "type": "StudentEnrollment", "workflow_state": state}
+        }),
+        replay: None,
+    }
+}
+
+fn batch(messages: &[&ChangeMessage]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("msg-{}", m.event_hash));
+            record.body = Some(serde_json::to_string(m).unwrap());
+            record
+        })
+        .collect();
+    event
+}
+
+struct Rig {
+    ledger: Arc<MemoryLedger>,
+    bus: Arc<MemoryBus>,
+    processor: Processor,
+}
+
+fn rig() -> Rig {
+    let ledger = Arc::new(MemoryLedger::default());
+    let bus = Arc::new(MemoryBus::default());
+    let processor = Processor::new(
+        ledger.clone(),
+        bus.clone(),
+        Arc::new(CollectingSink::new()),
+        "processor",
+    );
+    Rig {
+        ledger,
+        bus,
+        processor,
+    }
+}
+
+fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+const T1: &str = "2025-01-01T10:00:00.000000Z";
+const T2: &str = "2025-01-01T11:00:00.000000Z";
+const T3: &str = "2025-01-01T12:00:00.000000Z";
+
+#[tokio::test]
+async fn publishes_one_change_per_event_with_gapless_sequences() {
+    let rig = rig();
+    let a = message("aa01", "enrollment_created", T1, "1", "invited");
+    let b = message("aa02", "enrollment_updated", T2, "1", "active");
+    let response = rig.processor.handle_sqs(batch(&[&a, &b])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let published = rig.bus.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[0].detail_type, "Enrollment Created");
+    assert_eq!(published[1].detail_type, "Enrollment Updated");
+    assert_eq!(published[0].event.sequence, 1);
+    assert_eq!(published[1].event.sequence, 2);
+    assert_eq!(published[1].event.changed, ["workflow_state"]);
+    assert_eq!(published[1].event.event_id, event_id("aa02"));
+    assert!(!published[1].event.published_at.is_empty());
+}
+
+#[tokio::test]
+async fn a_redelivered_message_is_not_published_twice() {
+    let rig = rig();
+    let a = message("bb01", "enrollment_created", T1, "2", "invited");
+    rig.processor.handle_sqs(batch(&[&a])).await;
+    let response = rig.processor.handle_sqs(batch(&[&a])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn late_events_are_published_flagged_without_regressing_state() {
+    let rig = rig();
+    let newer = message("cc01", "enrollment_updated", T3, "3", "completed");
+    let older = message("cc02", "enrollment_updated", T2, "3", "active");
+    rig.processor.handle_sqs(batch(&[&newer, &older])).await;
+    let published = rig.bus.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 2);
+    assert!(published[1].event.late);
+    assert_eq!(published[1].event.sequence, 2);
+    let state = published[1].event.state.clone().unwrap();
+    assert_eq!(state["workflow_state"], "completed");
+}
+
+#[tokio::test]
+async fn a_crash_between_any_two_steps_republishes_the_same_event_id() {
+    for step in ["commit", "publish", "mark"] {
+        let rig = rig();
+        let a = message("dd01", "enrollment_created", T1, "4", "invited");
+        match step {
+            "commit" => rig.ledger.fail_commit.lock().unwrap().push("dd01".into()),
+            "publish" => rig.bus.fail.lock().unwrap().push("dd01".into()),
+            _ => rig.ledger.fail_mark.lock().unwrap().push("dd01".into()),
+        }
+        let first = rig.processor.handle_sqs(batch(&[&a])).await;
+        assert_eq!(failed_ids(&first), ["msg-dd01"], "step {step}");
+        let retry = rig.processor.handle_sqs(batch(&[&a])).await;
+        assert!(retry.batch_item_failures.is_empty(), "step {step}");
+        let published = rig.bus.published.lock().unwrap().clone();
+        // A crash after PutEvents (failed mark) publishes twice, with the same id.
+        let expected = if step == "mark" { 2 } else { 1 };
+        assert_eq!(published.len(), expected, "step {step}");
+        assert!(published.iter().all(|p| p.event.event_id == event_id("dd01")
+            && p.event.sequence == 1));
+        assert!(rig.ledger.store.lock().unwrap().outbox["dd01"].published);
+        // And nothing more on a third delivery.
+        rig.processor.handle_sqs(batch(&[&a])).await;
+        assert_eq!(rig.bus.published.lock().unwrap().len(), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_failure_fails_the_rest_of_its_group_only() {
+    let rig = rig();
+    let a1 = message("ee01", "enrollment_created", T1, "5", "invited");
+    let a2 = message("ee02", "enrollment_updated", T2, "5", "active");
+    let b1 = message("ee03", "enrollment_created", T1, "6", "invited");
+    rig.ledger.fail_commit.lock().unwrap().push("ee01".into());
+    let response = rig.processor.handle_sqs(batch(&[&a1, &b1, &a2])).await;
+    assert_eq!(failed_ids(&response), ["msg-ee01", "msg-ee02"]);
+    let published = rig.bus.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].event.entity.key, "enrollment:6");
+    // The retry applies the group in order.
+    rig.processor.handle_sqs(batch(&[&a1, &a2])).await;
+    let sequences: Vec<u64> = rig
+        .bus
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.event.entity.key == "enrollment:5")
+        .map(|p| p.event.sequence)
+        .collect();
+    assert_eq!(sequences, [1, 2]);
+}
+
+#[tokio::test]
+async fn replays_heal_silently_or_republish_flagged() {
+    let rig = rig();
+    let a = message("ff01", "enrollment_created", T1, "7", "invited");
+    rig.processor.handle_sqs(batch(&[&a])).await;
+    let mut heal = a.clone();
+    heal.replay = Some(Replay {
+        mode: ReplayMode::Heal,
+        request_id: "r1".into(),
+    });
+    rig.processor.handle_sqs(batch(&[&heal])).await;
+    assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
+
+    let mut republish = a.clone();
+    republish.replay = Some(Replay {
+        mode: ReplayMode::Republish,
+        request_id: "r2".into(),
+    });
+    rig.processor.handle_sqs(batch(&[&republish])).await;
+    let published = rig.bus.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 2);
+    assert!(published[1].event.replay);
+    assert_eq!(published[1].event.event_id, published[0].event.event_id);
+    assert_eq!(published[1].event.sequence, 1);
+}
+
+#[tokio::test]
+async fn unreadable_messages_do_not_fail_the_batch() {
+    let rig = rig();
+    let a = message("gg01", "enrollment_created", T1, "8", "invited");
+    let mut event = batch(&[&a]);
+    let mut junk = SqsMessage::default();
+    junk.message_id = Some("junk".into());
+    junk.body = Some("{not json".into());
+    event.records.push(junk);
+    let response = rig.processor.handle_sqs(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn event_ids_are_stable_uuids() {
+    let hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_eq!(event_id(hash), event_id(hash));
+    assert_ne!(event_id(hash), event_id(&hash.replace('0', "f")));
+    assert!(uuid::Uuid::parse_str(&event_id(hash)).is_ok());
+}
