@@ -81,7 +81,10 @@ impl MotoServer {
             });
         }
 
-        let moto = ensure_venv_tool(repo_root, "moto_server").await?;
+        // The venv's python (moto_server proves moto is installed there).
+        let python = ensure_venv_tool(repo_root, "moto_server")
+            .await?
+            .with_file_name("python");
         let local = repo_root.join(".local");
         std::fs::create_dir_all(&local).map_err(io(format!("create {}", local.display())))?;
         prune_old_logs(&local);
@@ -90,7 +93,7 @@ impl MotoServer {
         for _ in 0..SPAWN_ATTEMPTS {
             let port = free_port()?;
             let log_path = local.join(format!("moto-{port}.log"));
-            match Self::spawn(&moto, port, &log_path).await {
+            match Self::spawn(repo_root, &python, port, &log_path).await {
                 Ok(server) => return Ok(server),
                 // Lost the port race: try another port.
                 Err(e @ MotoError::Exited { .. }) => last_err = Some(e),
@@ -104,18 +107,27 @@ impl MotoServer {
         }))
     }
 
-    async fn spawn(moto: &Path, port: u16, log_path: &Path) -> Result<Self, MotoError> {
+    async fn spawn(
+        repo_root: &Path,
+        python: &Path,
+        port: u16,
+        log_path: &Path,
+    ) -> Result<Self, MotoError> {
         let log = File::create(log_path).map_err(io(format!("create {}", log_path.display())))?;
         let log_err = log
             .try_clone()
             .map_err(io("duplicate the moto log handle"))?;
-        let child = Command::new(moto)
+        // Through infra/moto_server.py (the venv's python runs it): moto with DynamoDB
+        // requests serialised, as DynamoDB's own atomicity would have them.
+        let launcher = repo_root.join("infra").join("moto_server.py");
+        let child = Command::new(python)
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(io(format!("spawn {}", moto.display())))?;
+            .map_err(io(format!("spawn {}", python.display())))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut server = Self {
             endpoint,

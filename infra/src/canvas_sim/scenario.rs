@@ -204,14 +204,66 @@ pub struct Truth {
     pub entities: BTreeMap<EntityKey, EntityState>,
 }
 
+/// The fields the truth tracks, as one delivered form of an event carries them.
+struct Carried<'a> {
+    workflow_state: Option<&'a str>,
+    grade: Option<&'a str>,
+    score: Option<f64>,
+}
+
+impl<'a> Carried<'a> {
+    fn canvas(event: &'a SimEvent) -> Self {
+        let body = &event.canvas["body"];
+        Self {
+            workflow_state: body["workflow_state"].as_str(),
+            grade: body["grade"].as_str(),
+            score: body["score"].as_f64(),
+        }
+    }
+
+    /// Caliper carries less than the Canvas form (no `workflow_state` on submissions, for
+    /// one): a catalog fed this form can only know what it says.
+    fn caliper(caliper: &'a Value) -> Self {
+        let data = &caliper["data"][0];
+        let ext = &data["object"]["extensions"]["com.instructure.canvas"];
+        Self {
+            workflow_state: ext["workflow_state"].as_str(),
+            grade: ext["grade"].as_str(),
+            score: data["generated"]["scoreGiven"].as_f64(),
+        }
+    }
+}
+
 impl Truth {
     /// Folds events by `event_time` (ties keep input order): last event wins.
     pub fn from_events(events: &[SimEvent]) -> Self {
-        let mut order: Vec<&SimEvent> = events.iter().collect();
-        order.sort_by_key(|e| e.event_time);
+        Self::fold(events.iter().map(|e| (e, Carried::canvas(e))).collect())
+    }
+
+    /// Like [`from_events`](Self::from_events), but each event counts with what the form it
+    /// was delivered in carries (Canvas or Caliper).
+    pub fn as_delivered(events: &[SimEvent], emissions: &[Emission]) -> Self {
+        let caliper: std::collections::HashSet<usize> = emissions
+            .iter()
+            .filter(|e| e.format == Format::Caliper)
+            .map(|e| e.event_index)
+            .collect();
+        Self::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| match (&e.caliper, caliper.contains(&i)) {
+                    (Some(form), true) => (e, Carried::caliper(form)),
+                    _ => (e, Carried::canvas(e)),
+                })
+                .collect(),
+        )
+    }
+
+    fn fold(mut order: Vec<(&SimEvent, Carried<'_>)>) -> Self {
+        order.sort_by_key(|(e, _)| e.event_time);
         let mut entities: BTreeMap<EntityKey, EntityState> = BTreeMap::new();
-        for event in order {
-            let body = &event.canvas["body"];
+        for (event, carried) in order {
             let state = entities
                 .entry(event.entity.clone())
                 .or_insert_with(|| EntityState {
@@ -226,15 +278,15 @@ impl Truth {
             state.last_event.clone_from(&event.event_name);
             state.event_time = event.event_time;
             state.events += 1;
-            if let Some(ws) = body["workflow_state"].as_str() {
+            if let Some(ws) = carried.workflow_state {
                 state.workflow_state = Some(ws.to_string());
                 state.deleted = ws == "deleted";
             }
             if event.entity.0 == "submission" {
-                if let Some(grade) = body["grade"].as_str() {
+                if let Some(grade) = carried.grade {
                     state.grade = Some(grade.to_string());
                 }
-                if let Some(score) = body["score"].as_f64() {
+                if let Some(score) = carried.score {
                     state.score = Some(score);
                 }
             }
@@ -310,7 +362,8 @@ impl Truth {
     }
 }
 
-/// Events, plan and truth of one seeded term.
+/// Events, plan and truth of one seeded term (the truth as delivered: see
+/// [`Truth::as_delivered`]).
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub config: ScenarioConfig,
@@ -323,7 +376,7 @@ impl Scenario {
     pub fn build(config: ScenarioConfig) -> Self {
         let events = generate(&config);
         let emissions = plan(&events, &config);
-        let truth = Truth::from_events(&events);
+        let truth = Truth::as_delivered(&events, &emissions);
         Self {
             config,
             events,

@@ -47,10 +47,13 @@ pub struct Applied {
 ///
 /// - Every event takes the next sequence number, late or not, so the numbers published for an
 ///   entity are gapless.
-/// - A state-bearing event at least as new as the last applied one is merged into the state
-///   (fields it carries replace the old values); a deletion removes the state and leaves a
-///   tombstone; a later non-deleted event restores the entity.
-/// - Ties on `event_time` apply in arrival order.
+/// - State is last-writer-wins **per field**: each field the event carries is taken unless a
+///   newer event already set it. So a late event never regresses anything, yet still fills in
+///   what only it knows (a `submission_updated` overtaken by the `grade_change` after it keeps
+///   its `workflow_state`). Ties on `event_time` apply in arrival order.
+/// - A deletion removes the state and leaves a tombstone; only a newer event that carries a
+///   non-deleted `workflow_state` restores the entity.
+/// - `late` flags an event older than the newest one applied to the entity.
 pub fn apply(
     current: &EntityRecord,
     event_name: &str,
@@ -62,24 +65,23 @@ pub fn apply(
     let mut record = current.clone();
     record.sequence = current.sequence + 1;
     record.updated_at = now.to_string();
-    if record.parent.is_none() {
-        record.parent.clone_from(&normalized.parent);
+    let late = !current.event_time.is_empty() && event_time < current.event_time.as_str();
+    if !late {
+        record.event_time = event_time.to_string();
+        record.event_hash = event_hash.to_string();
     }
-    let older = !current.event_time.is_empty() && event_time < current.event_time.as_str();
+    if record.parent.is_none() || (!late && normalized.parent.is_some()) {
+        record.parent = normalized.parent.clone().or(record.parent);
+    }
 
     let stateful = is_catalog_type(&current.entity_type)
         && (normalized.state_fields.is_some() || normalized.deleted);
     if !stateful {
-        // Stream-only types keep the newest event time so reordering is still flagged.
-        let late = !is_catalog_type(&current.entity_type) && older;
-        if !is_catalog_type(&current.entity_type) && !older {
-            record.event_time = event_time.to_string();
-            record.event_hash = event_hash.to_string();
-        }
         return Applied {
             record,
             kind: ChangeKind::Activity,
-            late,
+            // Activity does not compete with state; for stream-only types lateness is order.
+            late: late && !is_catalog_type(&current.entity_type),
             changed: Vec::new(),
             previous: Map::new(),
         };
@@ -92,52 +94,61 @@ pub fn apply(
     } else {
         ChangeKind::Updated
     };
-    if older {
-        return Applied {
-            record,
-            kind,
-            late: true,
-            changed: Vec::new(),
-            previous: Map::new(),
-        };
-    }
-
-    record.event_time = event_time.to_string();
-    record.event_hash = event_hash.to_string();
-    if normalized.parent.is_some() {
-        record.parent.clone_from(&normalized.parent);
-    }
+    let set_at = |field: &str| current.field_times.get(field).and_then(Value::as_str);
+    let newer_than = |field: &str| set_at(field).is_none_or(|at| event_time >= at);
+    let stamp = Value::String(event_time.to_string());
     let old_state = current.state.clone().unwrap_or_default();
     let mut changed = Vec::new();
     let mut previous = Map::new();
+
     if normalized.deleted {
-        if !current.deleted {
-            changed = old_state.keys().cloned().collect();
-            previous = old_state;
-        }
-        record.state = None;
-        record.deleted = true;
-    } else {
-        let mut state = old_state.clone();
-        for (field, value) in normalized.state_fields.iter().flatten() {
-            let before = old_state.get(field);
-            if before != Some(value) {
-                changed.push(field.clone());
-                previous.insert(field.clone(), before.cloned().unwrap_or(Value::Null));
+        if newer_than(WORKFLOW_STATE) {
+            if !current.deleted {
+                changed = old_state.keys().cloned().collect();
+                previous = old_state;
             }
-            state.insert(field.clone(), value.clone());
+            record.state = None;
+            record.deleted = true;
+            record.field_times.insert(WORKFLOW_STATE.into(), stamp);
         }
-        record.state = Some(state);
-        record.deleted = false;
+    } else {
+        let fields = normalized.state_fields.clone().unwrap_or_default();
+        let restores = fields
+            .get(WORKFLOW_STATE)
+            .is_some_and(|ws| ws.as_str() != Some("deleted"))
+            && newer_than(WORKFLOW_STATE);
+        if !current.deleted || restores {
+            let mut state = if current.deleted {
+                Map::new()
+            } else {
+                old_state.clone()
+            };
+            for (field, value) in fields {
+                if !newer_than(&field) {
+                    continue;
+                }
+                let before = old_state.get(&field);
+                if current.deleted || before != Some(&value) {
+                    previous.insert(field.clone(), before.cloned().unwrap_or(Value::Null));
+                    changed.push(field.clone());
+                }
+                record.field_times.insert(field.clone(), stamp.clone());
+                state.insert(field, value);
+            }
+            record.state = Some(state);
+            record.deleted = false;
+        }
     }
     Applied {
         record,
         kind,
-        late: false,
+        late,
         changed,
         previous,
     }
 }
+
+const WORKFLOW_STATE: &str = "workflow_state";
 
 #[cfg(test)]
 mod tests {
@@ -212,6 +223,35 @@ mod tests {
         assert!(late.changed.is_empty());
         assert_eq!(late.record.state, newer.record.state);
         assert_eq!(late.record.event_time, newer.record.event_time);
+    }
+
+    #[test]
+    fn a_late_event_still_sets_fields_no_newer_event_carried() {
+        let row = EntityRecord::empty("submission:1");
+        let submitted = run(
+            &row,
+            "submission_created",
+            "2025-01-01T00:00:00.000000Z",
+            &fields(json!({"workflow_state": "submitted"})),
+        );
+        let graded = run(
+            &submitted.record,
+            "grade_change",
+            "2025-01-03T00:00:00.000000Z",
+            &fields(json!({"grade": "A", "score": 9.5})),
+        );
+        // The submission_updated between the two arrives last.
+        let updated = run(
+            &graded.record,
+            "submission_updated",
+            "2025-01-02T00:00:00.000000Z",
+            &fields(json!({"workflow_state": "graded", "grade": "B"})),
+        );
+        assert!(updated.late);
+        assert_eq!(updated.changed, ["workflow_state"]);
+        let state = updated.record.state.unwrap();
+        assert_eq!(state["workflow_state"], "graded");
+        assert_eq!(state["grade"], "A", "the newer grade stays");
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub fn record_to_item(record: &EntityRecord) -> Item {
     if let Some(state) = &record.state {
         item.insert("state".into(), s(Value::Object(state.clone()).to_string()));
     }
+    if !record.field_times.is_empty() {
+        item.insert(
+            "field_times".into(),
+            s(Value::Object(record.field_times.clone()).to_string()),
+        );
+    }
     if let Some(parent) = &record.parent {
         item.insert("parent".into(), s(parent));
     }
@@ -56,6 +62,9 @@ pub fn record_from_item(item: &Item) -> Option<EntityRecord> {
         .unwrap_or(false);
     record.state =
         text("state").and_then(|json| serde_json::from_str::<Map<String, Value>>(&json).ok());
+    record.field_times = text("field_times")
+        .and_then(|json| serde_json::from_str::<Map<String, Value>>(&json).ok())
+        .unwrap_or_default();
     record.parent = text("parent");
     record.updated_at = text("updated_at").unwrap_or_default();
     Some(record)
@@ -152,6 +161,10 @@ mod tests {
         record.event_time = "2025-01-01T00:00:00.000000Z".into();
         record.event_hash = "abc".into();
         record.state = json!({"name": "A", "course_id": "1"}).as_object().cloned();
+        record.field_times = json!({"name": "2025-01-01T00:00:00.000000Z"})
+            .as_object()
+            .cloned()
+            .unwrap();
         record.parent = Some("course:1".into());
         let back = record_from_item(&record_to_item(&record)).unwrap();
         assert_eq!(back, record);

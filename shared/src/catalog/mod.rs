@@ -48,12 +48,16 @@ pub struct EntityRecord {
     pub entity_id: String,
     /// The last sequence number published for this entity (0 = none yet).
     pub sequence: u64,
-    /// `event_time` (sortable RFC 3339) of the change that last shaped `state`.
+    /// The newest `event_time` (sortable RFC 3339) applied to this entity; an event older than
+    /// this is flagged late.
     pub event_time: String,
-    /// Content hash of that change.
+    /// Content hash of that event.
     pub event_hash: String,
     /// The current normalized state; `None` for stream-only entity types and deleted entities.
     pub state: Option<Map<String, Value>>,
+    /// Per state field, the `event_time` of the event that set it: each field keeps the value
+    /// of the newest event that carried it, whatever order events arrive in.
+    pub field_times: Map<String, Value>,
     pub deleted: bool,
     /// The owning entity's key (a section's course, a submission's assignment...), for
     /// "everything in this course" queries.
@@ -74,6 +78,7 @@ impl EntityRecord {
             event_time: String::new(),
             event_hash: String::new(),
             state: None,
+            field_times: Map::new(),
             deleted: false,
             parent: None,
             updated_at: String::new(),

@@ -152,8 +152,8 @@ impl Ledger for DynamoLedger {
             }))
             .build()
             .map_err(permanent)?;
-        let change_event = serde_json::to_string(&outbox.event)
-            .map_err(|e| AwsError::Permanent(e.to_string()))?;
+        let change_event =
+            serde_json::to_string(&outbox.event).map_err(|e| AwsError::Permanent(e.to_string()))?;
         // Update, not Put: the inbox record keeps the payload and replay index ingestion wrote.
         let record_outbox = Update::builder()
             .table_name(&self.inbox_table)
@@ -186,7 +186,13 @@ impl Ledger for DynamoLedger {
         match result {
             Ok(_) => Ok(Commit::Committed),
             Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(_)) => {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons: Vec<&str> = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("-"))
+                        .collect();
+                    tracing::debug!(correlation_id = %outbox.event_hash, ?reasons, "commit cancelled");
                     // Which condition failed? The outbox record answers it: if the event was
                     // applied, that is the whole story; otherwise the row moved.
                     match self.outbox(&outbox.event_hash).await? {

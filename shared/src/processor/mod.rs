@@ -31,7 +31,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The stable id of the change event derived from a source event: a UUID (version 8, custom)
 /// made from the content hash, so even a lost outbox record cannot mint a second id.
@@ -150,25 +150,18 @@ impl Processor {
 
         // Step 5.
         let now = Utc::now();
-        let marks = join_all(
-            owners
-                .iter()
-                .zip(&publications)
-                .zip(&published)
-                .map(|((item, publication), result)| async move {
-                    match result {
-                        Ok(()) => self
-                            .ledger
-                            .mark_published(
-                                &item.message.event_hash,
-                                &publication.event.published_at,
-                            )
-                            .await
-                            .map(|()| true),
-                        Err(e) => Err(e.clone()),
-                    }
-                }),
-        )
+        let marks = join_all(owners.iter().zip(&publications).zip(&published).map(
+            |((item, publication), result)| async move {
+                match result {
+                    Ok(()) => self
+                        .ledger
+                        .mark_published(&item.message.event_hash, &publication.event.published_at)
+                        .await
+                        .map(|()| true),
+                    Err(e) => Err(e.clone()),
+                }
+            },
+        ))
         .await;
         for ((item, publication), mark) in owners.iter().zip(&publications).zip(marks) {
             let dims = [("Format", item.message.format.as_str())];
@@ -253,8 +246,10 @@ impl Processor {
         let message = &item.message;
         let mode = message.replay.as_ref().map(|r| r.mode);
         let republish = mode == Some(ReplayMode::Republish);
-        // One retry on a moved row: someone else advanced it between our read and write.
-        for attempt in 0..2 {
+        // A moved row means another invocation advanced the entity between our read and write
+        // (an SQS redelivery overlapping a slow batch): reload and re-apply, a few times.
+        let mut backoff = Duration::from_millis(25);
+        for attempt in 1..=COMMIT_ATTEMPTS {
             let current = match row.take() {
                 Some(current) => current,
                 None => self.ledger.load(entity_key).await?,
@@ -266,11 +261,19 @@ impl Processor {
                 event: event.clone(),
                 published: false,
             };
-            match self
-                .ledger
-                .commit(current.sequence, &next_row, &outbox)
-                .await?
-            {
+            let committed = match self.ledger.commit(current.sequence, &next_row, &outbox).await {
+                Ok(committed) => committed,
+                // Throttling or a 5xx the SDK's own retries did not absorb: retrying here
+                // beats waiting out the queue's visibility timeout with the group blocked.
+                Err(e) if e.is_transient() && attempt < COMMIT_ATTEMPTS => {
+                    metrics.count("CommitRetries", &[], 1);
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match committed {
                 Commit::Committed => {
                     metrics.count("ChangesApplied", &[("EntityType", &next_row.entity_type)], 1);
                     if event.late {
@@ -311,19 +314,19 @@ impl Processor {
                 Commit::RowMoved => {
                     metrics.count("CommitConflicts", &[], 1);
                     *row = None;
-                    if attempt == 1 {
-                        return Err(AwsError::Transient(format!(
-                            "catalog row {entity_key} keeps moving"
-                        )));
-                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
                 }
             }
         }
         Err(AwsError::Transient(format!(
-            "catalog row {entity_key} keeps moving"
+            "catalog row {entity_key} kept changing under {COMMIT_ATTEMPTS} attempts"
         )))
     }
 }
+
+/// Attempts at committing one message before it is left to the SQS retry.
+const COMMIT_ATTEMPTS: u32 = 5;
 
 /// Sets the per-publication fields of a recorded change event.
 fn stamped(mut event: ChangeEvent, replay: bool) -> ChangeEvent {

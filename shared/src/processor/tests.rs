@@ -214,13 +214,31 @@ async fn late_events_are_published_flagged_without_regressing_state() {
     assert_eq!(state["workflow_state"], "completed");
 }
 
+fn fail_commit(rig: &Rig, hash: &str, times: u32) {
+    let mut list = rig.ledger.fail_commit.lock().unwrap();
+    for _ in 0..times {
+        list.push(hash.into());
+    }
+}
+
+#[tokio::test]
+async fn a_transient_commit_failure_is_retried_within_the_invocation() {
+    let rig = rig();
+    let a = message("hh01", "enrollment_created", T1, "9", "invited");
+    fail_commit(&rig, "hh01", COMMIT_ATTEMPTS - 1);
+    let response = rig.processor.handle_sqs(batch(&[&a])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn a_crash_between_any_two_steps_republishes_the_same_event_id() {
     for step in ["commit", "publish", "mark"] {
         let rig = rig();
         let a = message("dd01", "enrollment_created", T1, "4", "invited");
         match step {
-            "commit" => rig.ledger.fail_commit.lock().unwrap().push("dd01".into()),
+            // A commit that keeps failing (every in-invocation attempt).
+            "commit" => fail_commit(&rig, "dd01", COMMIT_ATTEMPTS),
             "publish" => rig.bus.fail.lock().unwrap().push("dd01".into()),
             _ => rig.ledger.fail_mark.lock().unwrap().push("dd01".into()),
         }
@@ -232,8 +250,11 @@ async fn a_crash_between_any_two_steps_republishes_the_same_event_id() {
         // A crash after PutEvents (failed mark) publishes twice, with the same id.
         let expected = if step == "mark" { 2 } else { 1 };
         assert_eq!(published.len(), expected, "step {step}");
-        assert!(published.iter().all(|p| p.event.event_id == event_id("dd01")
-            && p.event.sequence == 1));
+        assert!(
+            published
+                .iter()
+                .all(|p| p.event.event_id == event_id("dd01") && p.event.sequence == 1)
+        );
         assert!(rig.ledger.store.lock().unwrap().outbox["dd01"].published);
         // And nothing more on a third delivery.
         rig.processor.handle_sqs(batch(&[&a])).await;
@@ -247,7 +268,7 @@ async fn a_failure_fails_the_rest_of_its_group_only() {
     let a1 = message("ee01", "enrollment_created", T1, "5", "invited");
     let a2 = message("ee02", "enrollment_updated", T2, "5", "active");
     let b1 = message("ee03", "enrollment_created", T1, "6", "invited");
-    rig.ledger.fail_commit.lock().unwrap().push("ee01".into());
+    fail_commit(&rig, "ee01", COMMIT_ATTEMPTS);
     let response = rig.processor.handle_sqs(batch(&[&a1, &b1, &a2])).await;
     assert_eq!(failed_ids(&response), ["msg-ee01", "msg-ee02"]);
     let published = rig.bus.published.lock().unwrap().clone();
