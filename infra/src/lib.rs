@@ -1,8 +1,10 @@
 pub mod canvas_sim;
 pub mod event_sources;
+pub mod fault_proxy;
 pub mod functions;
 pub mod moto;
 pub mod provision;
 pub mod repo;
 pub mod stack;
+pub mod subscriber;
 pub mod template;

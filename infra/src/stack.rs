@@ -3,9 +3,10 @@
 //! pollers with partial batch failures and redrive, function URLs on local ports).
 
 use crate::event_sources::{
-    CounterSnapshot, FunctionUrlOptions, InvokeHandler, FunctionUrlServer, Schedule, Scheduler, ShutdownToken,
-    SqsPoller, SqsPollerConfig,
+    CounterSnapshot, FunctionUrlOptions, FunctionUrlServer, InvokeHandler, Schedule, Scheduler,
+    ShutdownToken, SqsPoller, SqsPollerConfig,
 };
+use crate::fault_proxy::{FaultPlan, FaultProxy, FaultProxyError};
 use crate::functions::{self, FunctionError};
 use crate::moto::{MotoError, MotoServer};
 use crate::provision::{Deployed, Overrides, ProvisionError, provision};
@@ -38,6 +39,8 @@ pub enum StackError {
     Canvas(String),
     #[error("invoke: {0}")]
     Invoke(String),
+    #[error(transparent)]
+    FaultProxy(#[from] FaultProxyError),
 }
 
 /// What to start.
@@ -50,6 +53,10 @@ pub struct StackOptions {
     /// Functions (logical ids) whose event sources are not started, like a disabled event
     /// source mapping: their queues fill up for a test to inspect.
     pub paused: Vec<String>,
+    /// Route the functions' AWS calls through a fault-injecting proxy with this plan (the
+    /// event sources, like the Lambda service, still talk to moto directly). Also the way to
+    /// count the functions' AWS requests: a passthrough plan counts without faults.
+    pub faults: Option<FaultPlan>,
 }
 
 impl Default for StackOptions {
@@ -58,6 +65,7 @@ impl Default for StackOptions {
             overrides: Overrides::default(),
             pollers: 4,
             paused: Vec::new(),
+            faults: None,
         }
     }
 }
@@ -126,6 +134,7 @@ pub struct LocalStack {
     pollers: BTreeMap<String, SqsPoller>,
     schedulers: BTreeMap<String, Scheduler>,
     shutdown: ShutdownToken,
+    fault_proxy: Option<FaultProxy>,
 }
 
 impl LocalStack {
@@ -141,12 +150,21 @@ impl LocalStack {
         let shutdown = ShutdownToken::new();
         let sqs = aws_sdk_sqs::Client::new(&aws);
 
+        let fault_proxy = match options.faults.clone() {
+            Some(plan) => Some(FaultProxy::start(moto.endpoint(), plan).await?),
+            None => None,
+        };
+        let function_aws = match &fault_proxy {
+            Some(proxy) => crate::moto::sdk_config_for(proxy.endpoint()),
+            None => aws.clone(),
+        };
+
         let mut urls = BTreeMap::new();
         let mut invokers = BTreeMap::new();
         let mut pollers = BTreeMap::new();
         let mut schedulers = BTreeMap::new();
         for spec in &deployed.functions {
-            let function = functions::build(spec, &aws, metrics.clone())?;
+            let function = functions::build(spec, &function_aws, metrics.clone())?;
             if let Some(handler) = &function.invoke {
                 invokers.insert(spec.logical_id.clone(), handler.clone());
             }
@@ -203,7 +221,13 @@ impl LocalStack {
             pollers,
             schedulers,
             shutdown,
+            fault_proxy,
         })
+    }
+
+    /// The fault proxy in front of moto, when the stack was started with a fault plan.
+    pub fn fault_proxy(&self) -> Option<&FaultProxy> {
+        self.fault_proxy.as_ref()
     }
 
     /// Cancelled when the stack stops; helpers running beside it take a child.
@@ -217,10 +241,9 @@ impl LocalStack {
         logical_id: &str,
         event: serde_json::Value,
     ) -> Result<serde_json::Value, StackError> {
-        let handler = self
-            .invokers
-            .get(logical_id)
-            .ok_or_else(|| StackError::Invoke(format!("{logical_id} cannot be invoked directly")))?;
+        let handler = self.invokers.get(logical_id).ok_or_else(|| {
+            StackError::Invoke(format!("{logical_id} cannot be invoked directly"))
+        })?;
         handler
             .invoke(event)
             .await
@@ -309,6 +332,9 @@ impl LocalStack {
         }
         for (_, scheduler) in self.schedulers {
             scheduler.stop().await;
+        }
+        if let Some(proxy) = self.fault_proxy {
+            proxy.stop().await;
         }
         self.moto.stop();
     }

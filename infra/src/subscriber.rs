@@ -276,11 +276,12 @@ impl SubscriberReport {
             self.replayed += 1;
         }
         self.copies.push(arrival.clone());
-        if self.events.contains_key(&id) {
-            self.redeliveries += 1;
-        } else {
-            self.events.insert(id, arrival);
-            self.unique_events += 1;
+        match self.events.entry(id) {
+            std::collections::btree_map::Entry::Occupied(_) => self.redeliveries += 1,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(arrival);
+                self.unique_events += 1;
+            }
         }
     }
 }

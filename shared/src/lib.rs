@@ -9,6 +9,8 @@
 //! - [`catalog`]: the Canvas objects downstream systems care about, with per-entity sequences
 //! - [`bus`]: the normalized change events on EventBridge
 //! - [`ingest`]: the receive path shared by `ingest-https` and `ingest-sqs`
+//! - [`replay`]: re-sending a window of inbox events to `changes.fifo` (heal or republish)
+//! - [`processor`]: `changes.fifo` → catalog → change events, exactly one per source event
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
 pub mod aws;
@@ -19,4 +21,6 @@ pub mod inbox;
 pub mod ingest;
 pub mod jwt;
 pub mod live_events;
+pub mod processor;
+pub mod replay;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 //! bounded waits that say what they were waiting for.
 
 pub mod md5;
+pub mod schemas;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -11,6 +12,7 @@ use aws_sdk_sqs::types::{
 };
 use coursewire::changes::ChangeMessage;
 use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing};
+use coursewire_infra::fault_proxy::FaultPlan;
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{LocalStack, StackOptions};
 use serde_json::Value;
@@ -99,6 +101,10 @@ pub struct ChangeRecord {
 pub struct HarnessOptions {
     pub pollers: usize,
     pub overrides: Overrides,
+    /// Functions whose event sources do not run (see `StackOptions::paused`).
+    pub paused: Vec<String>,
+    /// Route the functions' AWS calls through a fault-injecting proxy.
+    pub faults: Option<FaultPlan>,
 }
 
 impl Default for HarnessOptions {
@@ -106,6 +112,19 @@ impl Default for HarnessOptions {
         Self {
             pollers: 4,
             overrides: Overrides::default(),
+            paused: Vec::new(),
+            faults: None,
+        }
+    }
+}
+
+impl HarnessOptions {
+    /// Ingestion alone: the processor does not consume `changes.fifo`, so a test can read
+    /// what ingestion put there.
+    pub fn ingest_only() -> Self {
+        Self {
+            paused: vec!["ProcessorFunction".into()],
+            ..Self::default()
         }
     }
 }
@@ -138,6 +157,8 @@ impl Harness {
         let stack = LocalStack::start(StackOptions {
             overrides,
             pollers: options.pollers,
+            paused: options.paused,
+            faults: options.faults,
         })
         .await
         .with_context(|| format!("starting the local stack for stage {stage}"))?;

@@ -5,10 +5,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use coursewire::catalog::DynamoCatalog;
 use coursewire_infra::canvas_sim::{
     Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, rejection_cases,
 };
-use coursewire::catalog::DynamoCatalog;
 use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_infra::subscriber::Subscriber;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -316,7 +316,9 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     let sequence_problems = bus.sequence_problems();
     let catalog = DynamoCatalog::new(
         aws_sdk_dynamodb::Client::new(&stack.aws),
-        stack.table_name("CatalogTable").context("no catalog table")?,
+        stack
+            .table_name("CatalogTable")
+            .context("no catalog table")?,
     );
     let rows = catalog.scan_all().await?;
     let mismatches = scenario.truth.catalog_mismatches(&rows);
@@ -463,9 +465,9 @@ fn progress_bar_for(total: u64, label: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template(&format!("  {{bar:32.cyan/blue}} {{pos:>5}}/{{len}} {label}"))
-    {
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "  {{bar:32.cyan/blue}} {{pos:>5}}/{{len}} {label}"
+    )) {
         bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
     }
     bar.enable_steady_tick(Duration::from_millis(120));

@@ -244,9 +244,7 @@ async fn bench() -> Result<()> {
     let outcome = match outcome {
         Ok(mut report) => {
             let expected = args.warmup + args.events;
-            let arrived = subscriber
-                .wait_for(expected, Duration::from_secs(60))
-                .await;
+            let arrived = subscriber.wait_for(expected, Duration::from_secs(60)).await;
             report.changes(subscriber.report().messages, arrived, expected);
             Ok(report)
         }

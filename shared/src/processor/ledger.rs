@@ -27,7 +27,7 @@ pub enum Commit {
     Committed,
     /// The source event was applied before (a redelivery, a retry after a crash, a replay):
     /// here is what was recorded then.
-    AlreadyApplied(OutboxRecord),
+    AlreadyApplied(Box<OutboxRecord>),
     /// The catalog row changed since it was read (another writer): reload and retry.
     RowMoved,
 }
@@ -196,7 +196,7 @@ impl Ledger for DynamoLedger {
                     // Which condition failed? The outbox record answers it: if the event was
                     // applied, that is the whole story; otherwise the row moved.
                     match self.outbox(&outbox.event_hash).await? {
-                        Some(existing) => Ok(Commit::AlreadyApplied(existing)),
+                        Some(existing) => Ok(Commit::AlreadyApplied(Box::new(existing))),
                         None => Ok(Commit::RowMoved),
                     }
                 }

@@ -64,7 +64,7 @@ struct Item {
 /// What a message needs after the commit step.
 enum Next {
     /// Publish this, then mark it published.
-    Publish(Publication),
+    Publish(Box<Publication>),
     /// Nothing left to do (already published; a duplicate delivery or a healing replay).
     Done,
 }
@@ -132,7 +132,7 @@ impl Processor {
             for (item, outcome) in items.iter().zip(outcomes) {
                 match outcome {
                     Some(Next::Publish(publication)) => {
-                        publications.push(publication.clone());
+                        publications.push(publication.as_ref().clone());
                         owners.push(item);
                     }
                     Some(Next::Done) => {}
@@ -288,10 +288,10 @@ impl Processor {
                         "change applied"
                     );
                     *row = Some(next_row);
-                    return Ok(Next::Publish(Publication {
+                    return Ok(Next::Publish(Box::new(Publication {
                         detail_type,
                         event: stamped(event, republish),
-                    }));
+                    })));
                 }
                 Commit::AlreadyApplied(existing) => {
                     // The row we hold may be stale relative to this old event; reload next time.
@@ -306,10 +306,10 @@ impl Processor {
                         return Ok(Next::Done);
                     }
                     metrics.count("ChangesRecovered", &[], 1);
-                    return Ok(Next::Publish(Publication {
+                    return Ok(Next::Publish(Box::new(Publication {
                         detail_type: existing.detail_type,
                         event: stamped(existing.event, republish),
-                    }));
+                    })));
                 }
                 Commit::RowMoved => {
                     metrics.count("CommitConflicts", &[], 1);

@@ -58,7 +58,7 @@ impl Ledger for MemoryLedger {
         }
         let mut store = self.store.lock().unwrap();
         if let Some(existing) = store.outbox.get(&outbox.event_hash) {
-            return Ok(Commit::AlreadyApplied(existing.clone()));
+            return Ok(Commit::AlreadyApplied(Box::new(existing.clone())));
         }
         let current = store.rows.get(&record.key).map_or(0, |r| r.sequence);
         if current != previous {
