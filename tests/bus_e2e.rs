@@ -78,7 +78,10 @@ async fn check_pipeline(h: &Harness, scenario: &Scenario, bus: &SubscriberReport
         sent.difference(&arrived).count(),
         arrived.difference(&sent).count()
     );
-    let split: Vec<_> = ids_by_hash.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    let split: Vec<_> = ids_by_hash
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
     ensure!(
         split.is_empty(),
         "source events published under several ids: {split:?}"
@@ -87,7 +90,11 @@ async fn check_pipeline(h: &Harness, scenario: &Scenario, bus: &SubscriberReport
     // Ordered: per entity 1, 2, 3... and every copy of an id with the same sequence.
     let problems = bus.sequence_problems();
     ensure!(problems.is_empty(), "sequence problems: {problems:#?}");
-    ensure!(bus.unreadable == 0, "{} unreadable messages", bus.unreadable);
+    ensure!(
+        bus.unreadable == 0,
+        "{} unreadable messages",
+        bus.unreadable
+    );
 
     // The contract: every copy valid against its detail-type's schema.
     for copy in &bus.copies {
@@ -194,8 +201,11 @@ async fn faults_between_every_step_change_nothing_downstream() -> Result<()> {
     let plan = FaultPlan::new(
         0xfa017,
         [
-            FaultRule::always("PutItem", reject(400, "ProvisionedThroughputExceededException"))
-                .with_probability(0.05),
+            FaultRule::always(
+                "PutItem",
+                reject(400, "ProvisionedThroughputExceededException"),
+            )
+            .with_probability(0.05),
             FaultRule::always("PutItem", Fault::LoseResponse).with_probability(0.03),
             FaultRule::always("SendMessageBatch", Fault::LoseResponse).with_probability(0.03),
             FaultRule::always("GetItem", reject(500, "InternalServerError")).with_probability(0.05),
@@ -280,7 +290,7 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         .context("no enrollment_updated in the scenario")?;
     let mut lost = template.canvas.clone();
     lost["body"]["workflow_state"] = json!("completed");
-    lost["metadata"]["event_time"] = json!("2025-12-19T17:00:00.000Z");
+    lost["metadata"]["event_time"] = json!("2025-11-01T17:00:00.000Z");
     let lost = live_events::from_value(lost, DeliveryHints::default())?;
     let inbox = DynamoInbox::new(
         h.ddb.clone(),
@@ -288,13 +298,18 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         Duration::from_secs(86_400),
         Duration::from_secs(86_400),
     );
-    inbox.admit(&lost, Source::Https, chrono::Utc::now()).await?;
+    inbox
+        .admit(&lost, Source::Https, chrono::Utc::now())
+        .await?;
 
     let subscriber = Subscriber::start(&h.stack, SUBSCRIBER_QUEUE, 1)?;
-    let window = json!({"from": "2025-08-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"});
+    let window = json!({"from": "2025-08-20T00:00:00Z", "to": "2025-11-15T00:00:00Z"});
     let dry = h
         .stack
-        .invoke("ReplayFunction", json!({"from": window["from"], "to": window["to"], "dry_run": true}))
+        .invoke(
+            "ReplayFunction",
+            json!({"from": window["from"], "to": window["to"], "dry_run": true}),
+        )
         .await?;
     let heal = h.stack.invoke("ReplayFunction", window.clone()).await?;
     ensure!(

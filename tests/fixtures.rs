@@ -476,3 +476,46 @@ fn regenerate() -> Result<()> {
     write_json("fixture-jwks.json", &ring.jwks())?;
     Ok(())
 }
+
+/// `events/processor.json`: a `changes.fifo` batch as Lambda hands it to `processor`, made
+/// from the three events of `ingest-sqs.json` as ingestion enqueues them.
+#[test]
+fn processor_fixture_is_what_ingestion_enqueues() -> Result<()> {
+    let event: SqsEvent = serde_json::from_value(read_json("processor.json")?)
+        .context("events/processor.json is not an SQS event")?;
+    let ingest: SqsEvent = serde_json::from_value(read_json("ingest-sqs.json")?)?;
+    ensure!(event.records.len() == ingest.records.len(), "record count");
+    for (record, source) in event.records.iter().zip(&ingest.records) {
+        let body = record.body.as_deref().context("no body")?;
+        ensure!(
+            record.md5_of_body.as_deref() == Some(md5::hex(body.as_bytes()).as_str()),
+            "md5OfBody does not match the body"
+        );
+        let message: ChangeMessage = serde_json::from_str(body).context("body")?;
+        let live = live_events::parse_json(
+            source.body.as_deref().context("no source body")?.as_bytes(),
+            DeliveryHints::default(),
+        )?;
+        ensure!(message.event_hash == live.content_hash, "hash differs");
+        ensure!(message.entity_key == live.entity_key.as_str(), "entity key");
+        ensure!(
+            record.attributes.get("MessageGroupId") == Some(&message.entity_key)
+                && record.attributes.get("MessageDeduplicationId")
+                    == Some(&message.deduplication_id()),
+            "FIFO attributes do not match the message"
+        );
+    }
+    Ok(())
+}
+
+/// `events/replay.json`: a valid dry-run request for the `replay` function.
+#[test]
+fn replay_fixture_is_a_valid_request() -> Result<()> {
+    let request: coursewire::replay::ReplayRequest =
+        serde_json::from_value(read_json("replay.json")?)?;
+    ensure!(request.dry_run, "the fixture should be a dry run");
+    request
+        .plan(Utc::now())
+        .map_err(|e| anyhow::anyhow!("replay.json is refused: {e}"))?;
+    Ok(())
+}

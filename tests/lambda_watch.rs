@@ -365,7 +365,7 @@ async fn ingest_sqs_binary_under_cargo_lambda_watch_ingests_the_fixture_batch() 
     let stored: BTreeSet<String> = items
         .iter()
         .filter(|i| attr(i, "pk").is_some_and(|pk| pk.starts_with("event#")))
-        .filter(|i| attr(i, "status") == Some("enqueued") && attr(i, "source") == Some("sqs"))
+        .filter(|i| attr(i, "status") == Some("received") && attr(i, "source") == Some("sqs"))
         .filter_map(|i| attr(i, "content_hash").map(str::to_string))
         .collect();
     let mut expected = BTreeSet::new();

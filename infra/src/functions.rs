@@ -22,7 +22,7 @@ pub enum FunctionError {
     Config {
         function: String,
         #[source]
-        source: coursewire::ingest::ConfigError,
+        source: coursewire::config::ConfigError,
     },
     #[error("function {function} (binary {binary}) has no in-process handler yet")]
     Unknown { function: String, binary: String },

@@ -17,6 +17,7 @@ pub mod aws;
 pub mod bus;
 pub mod catalog;
 pub mod changes;
+pub mod config;
 pub mod inbox;
 pub mod ingest;
 pub mod jwt;

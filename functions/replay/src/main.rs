@@ -1,6 +1,7 @@
 //! replay: re-sends a window of inbox events to `changes.fifo` (heal what never reached the
-//! bus, or republish). Invoked directly — by `coursewire-replay`, the admin function or the
-//! console — with a `ReplayRequest` as JSON; answers with the `ReplayReport`.
+//! bus, or republish). Invoked directly (admin function, console, `aws lambda invoke`) with a
+//! `ReplayRequest` as JSON; answers with the `ReplayReport`. `coursewire-replay` runs the same
+//! replayer from an operator's machine.
 
 use coursewire::replay::{ReplayConfig, ReplayReport, ReplayRequest};
 use coursewire::telemetry::{self, StdoutEmf};

@@ -3,19 +3,12 @@
 
 use super::{IngestSettings, Ingestor};
 use crate::changes::SqsChangeQueue;
+use crate::config::{ConfigError, Env};
 use crate::inbox::DynamoInbox;
 use crate::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    #[error("environment variable {name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
-}
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -37,54 +30,28 @@ const DAY: u64 = 86_400;
 
 impl IngestConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(|name| Env::process().optional(name))
     }
 
     /// Reads the configuration through `get`, so the local runner can pass the resolved
     /// environment of a function from `template.yaml` without touching the process env.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let optional = |name: &str| get(name).filter(|v| !v.is_empty());
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match optional(name) {
-                None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    reason: format!("`{v}` is not a whole number"),
-                }),
-            }
-        };
-        let flag = |name: &'static str| -> Result<bool, ConfigError> {
-            match optional(name).as_deref().map(str::trim) {
-                None => Ok(false),
-                Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
-                Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
-                Some(v) => Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("`{v}` is not true or false"),
-                }),
-            }
-        };
-
+        let env = Env::new(get);
         let config = Self {
-            inbox_table: required("INBOX_TABLE")?,
-            changes_queue_url: required("CHANGES_QUEUE_URL")?,
-            jwks_url: optional("CANVAS_JWKS_URL"),
-            jwt_issuer: optional("CANVAS_JWT_ISSUER"),
-            jwt_leeway_secs: number("JWT_LEEWAY_SECONDS", 60)?,
-            jwks_min_refetch: Duration::from_secs(number("JWKS_MIN_REFETCH_SECONDS", 300)?),
-            jwks_max_age: Duration::from_secs(number("JWKS_MAX_AGE_SECONDS", 3600)?),
-            jwks_fetch_timeout: Duration::from_millis(number("JWKS_FETCH_TIMEOUT_MS", 3000)?),
+            inbox_table: env.required("INBOX_TABLE")?,
+            changes_queue_url: env.required("CHANGES_QUEUE_URL")?,
+            jwks_url: env.optional("CANVAS_JWKS_URL"),
+            jwt_issuer: env.optional("CANVAS_JWT_ISSUER"),
+            jwt_leeway_secs: env.number("JWT_LEEWAY_SECONDS", 60)?,
+            jwks_min_refetch: Duration::from_secs(env.number("JWKS_MIN_REFETCH_SECONDS", 300)?),
+            jwks_max_age: Duration::from_secs(env.number("JWKS_MAX_AGE_SECONDS", 3600)?),
+            jwks_fetch_timeout: Duration::from_millis(env.number("JWKS_FETCH_TIMEOUT_MS", 3000)?),
             settings: IngestSettings {
-                allow_unsigned: flag("ALLOW_UNSIGNED_EVENTS")?,
-                max_event_bytes: number("MAX_EVENT_BYTES", 256 * 1024)? as usize,
+                allow_unsigned: env.flag("ALLOW_UNSIGNED_EVENTS")?,
+                max_event_bytes: env.number("MAX_EVENT_BYTES", 256 * 1024)? as usize,
             },
-            inbox_retention: Duration::from_secs(number("INBOX_RETENTION_DAYS", 400)? * DAY),
-            reject_retention: Duration::from_secs(number("REJECT_RETENTION_DAYS", 30)? * DAY),
+            inbox_retention: Duration::from_secs(env.number("INBOX_RETENTION_DAYS", 400)? * DAY),
+            reject_retention: Duration::from_secs(env.number("REJECT_RETENTION_DAYS", 30)? * DAY),
         };
         if config.jwks_url.is_some() && config.jwt_issuer.is_none() {
             return Err(ConfigError::Missing("CANVAS_JWT_ISSUER"));
@@ -149,15 +116,7 @@ impl IngestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::config::lookup;
 
     #[test]
     fn requires_table_and_queue() {

@@ -7,7 +7,7 @@ mod config;
 mod https;
 mod sqs;
 
-pub use config::{ConfigError, IngestConfig};
+pub use config::IngestConfig;
 
 use crate::aws::AwsError;
 use crate::changes::{ChangeMessage, ChangeQueue};

@@ -2,7 +2,7 @@
 
 use super::{DynamoLedger, Processor};
 use crate::bus::EventBridgePublisher;
-use crate::ingest::ConfigError;
+use crate::config::{ConfigError, Env};
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
 
@@ -15,21 +15,17 @@ pub struct ProcessorConfig {
 
 impl ProcessorConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(|name| Env::process().optional(name))
     }
 
     /// Reads the configuration through `get` (the local runner passes the function's
     /// environment resolved from `template.yaml`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
+        let env = Env::new(get);
         Ok(Self {
-            catalog_table: required("CATALOG_TABLE")?,
-            inbox_table: required("INBOX_TABLE")?,
-            event_bus_name: required("EVENT_BUS_NAME")?,
+            catalog_table: env.required("CATALOG_TABLE")?,
+            inbox_table: env.required("INBOX_TABLE")?,
+            event_bus_name: env.required("EVENT_BUS_NAME")?,
         })
     }
 

@@ -261,7 +261,11 @@ impl Processor {
                 event: event.clone(),
                 published: false,
             };
-            let committed = match self.ledger.commit(current.sequence, &next_row, &outbox).await {
+            let committed = match self
+                .ledger
+                .commit(current.sequence, &next_row, &outbox)
+                .await
+            {
                 Ok(committed) => committed,
                 // Throttling or a 5xx the SDK's own retries did not absorb: retrying here
                 // beats waiting out the queue's visibility timeout with the group blocked.
@@ -275,7 +279,11 @@ impl Processor {
             };
             match committed {
                 Commit::Committed => {
-                    metrics.count("ChangesApplied", &[("EntityType", &next_row.entity_type)], 1);
+                    metrics.count(
+                        "ChangesApplied",
+                        &[("EntityType", &next_row.entity_type)],
+                        1,
+                    );
                     if event.late {
                         metrics.count("LateEvents", &[], 1);
                     }

@@ -3,6 +3,7 @@
 
 use super::{ConfigError, DynamoInboxWindow, ReplaySettings, Replayer};
 use crate::changes::SqsChangeQueue;
+use crate::config::Env;
 use crate::inbox::TIME_SHARDS;
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
@@ -19,33 +20,20 @@ pub struct ReplayConfig {
 
 impl ReplayConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(|name| Env::process().optional(name))
     }
 
     /// Reads the configuration through `get` (the local runner passes a function's resolved
     /// environment without touching the process env).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
+        let env = Env::new(get);
         let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
-            match get(name).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(v) => match v.trim().parse::<usize>() {
-                    Ok(n) if (1..=64).contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        reason: format!("`{v}` is not a whole number from 1 to 64"),
-                    }),
-                },
-            }
+            Ok(env.number_in(name, default as u64, 1..=64)? as usize)
         };
         let defaults = ReplaySettings::default();
         Ok(Self {
-            inbox_table: required("INBOX_TABLE")?,
-            changes_queue_url: required("CHANGES_QUEUE_URL")?,
+            inbox_table: env.required("INBOX_TABLE")?,
+            changes_queue_url: env.required("CHANGES_QUEUE_URL")?,
             query_concurrency: count("REPLAY_QUERY_CONCURRENCY", usize::from(TIME_SHARDS))?,
             settings: ReplaySettings {
                 send_lanes: count("REPLAY_SEND_CONCURRENCY", defaults.send_lanes)?,
@@ -83,15 +71,7 @@ impl ReplayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::config::lookup;
 
     #[test]
     fn requires_table_and_queue_and_reads_defaults() {

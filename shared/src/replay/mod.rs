@@ -18,7 +18,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use crate::ingest::ConfigError;
+pub use crate::config::ConfigError;
 pub use config::ReplayConfig;
 pub use dynamo::DynamoInboxWindow;
 pub use request::{MAX_FILTER_VALUES, MAX_WINDOW_DAYS, ReplayPlan, ReplayRequest};
