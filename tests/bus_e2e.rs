@@ -288,9 +288,20 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         .iter()
         .find(|e| e.event_name == "enrollment_updated")
         .context("no enrollment_updated in the scenario")?;
+    // It happened an hour after the entity's last event; the replay window spans the
+    // entity's history (the inbox is read hour by hour, so keep windows short on moto).
+    let history: Vec<_> = scenario
+        .events
+        .iter()
+        .filter(|e| e.entity == template.entity)
+        .map(|e| e.event_time)
+        .collect();
+    let earliest = history.iter().min().context("no history")?;
+    let lost_at = *history.iter().max().context("no history")? + chrono::Duration::hours(1);
     let mut lost = template.canvas.clone();
     lost["body"]["workflow_state"] = json!("completed");
-    lost["metadata"]["event_time"] = json!("2025-11-01T17:00:00.000Z");
+    lost["metadata"]["event_time"] =
+        json!(lost_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let lost = live_events::from_value(lost, DeliveryHints::default())?;
     let inbox = DynamoInbox::new(
         h.ddb.clone(),
@@ -302,8 +313,12 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         .admit(&lost, Source::Https, chrono::Utc::now())
         .await?;
 
+    eprintln!("[{}] scenario published; healing", h.stage);
     let subscriber = Subscriber::start(&h.stack, SUBSCRIBER_QUEUE, 1)?;
-    let window = json!({"from": "2025-08-20T00:00:00Z", "to": "2025-11-15T00:00:00Z"});
+    let window = json!({
+        "from": (*earliest - chrono::Duration::hours(1)).to_rfc3339(),
+        "to": (lost_at + chrono::Duration::hours(1)).to_rfc3339(),
+    });
     let dry = h
         .stack
         .invoke(
@@ -345,6 +360,7 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         arrival.sequence()
     );
 
+    eprintln!("[{}] healed; republishing {entity}", h.stage);
     // Republish that entity: the same ids again, flagged replay.
     let subscriber = Subscriber::start(&h.stack, SUBSCRIBER_QUEUE, 1)?;
     let republish = h
@@ -381,6 +397,7 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         "{:?}",
         replayed.sequence_problems()
     );
+    eprintln!("[{}] republished; stopping", h.stage);
     h.stop().await;
     Ok(())
 }

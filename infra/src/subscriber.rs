@@ -41,6 +41,12 @@ impl Arrival {
     pub fn sequence(&self) -> Option<u64> {
         self.detail()["sequence"].as_u64()
     }
+
+    /// From `emitted` (e.g. when Canvas sent the source event) to this arrival: end-to-end
+    /// propagation. Zero if the arrival is stamped earlier.
+    pub fn latency_since(&self, emitted: DateTime<Utc>) -> Duration {
+        (self.arrived_at - emitted).to_std().unwrap_or_default()
+    }
 }
 
 /// What the subscriber has seen.
