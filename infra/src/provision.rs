@@ -926,6 +926,11 @@ mod tests {
             created,
             [
                 "InboxTable",
+                "CatalogTable",
+                "ChangeBus",
+                "ExampleSubscriberDLQ",
+                "ExampleSubscriberQueue",
+                "ExampleSubscriberRule",
                 "CanvasLiveEventsDLQ",
                 "CanvasLiveEventsQueue",
                 "ChangesDLQ",

@@ -1553,6 +1553,14 @@ Resources:
             ),
             ("ChangesQueue", format!("coursewire-changes-{stage}.fifo")),
             ("ChangesDLQ", format!("coursewire-changes-{stage}-dlq.fifo")),
+            (
+                "ExampleSubscriberQueue",
+                format!("coursewire-example-subscriber-{stage}"),
+            ),
+            (
+                "ExampleSubscriberDLQ",
+                format!("coursewire-example-subscriber-{stage}-dlq"),
+            ),
         ] {
             c.insert(
                 id,
@@ -1561,11 +1569,28 @@ Resources:
                     .with_attr("QueueName", name),
             );
         }
+        for table in ["inbox", "catalog"] {
+            let id = if table == "inbox" {
+                "InboxTable"
+            } else {
+                "CatalogTable"
+            };
+            c.insert(
+                id,
+                PhysicalResource::new(format!("coursewire-{table}-{stage}")).with_attr(
+                    "Arn",
+                    format!(
+                        "arn:aws:dynamodb:us-east-1:123456789012:table/coursewire-{table}-{stage}"
+                    ),
+                ),
+            );
+        }
+        let bus = format!("coursewire-{stage}");
         c.insert(
-            "InboxTable",
-            PhysicalResource::new(format!("coursewire-inbox-{stage}")).with_attr(
+            "ChangeBus",
+            PhysicalResource::new(bus.as_str()).with_attr(
                 "Arn",
-                format!("arn:aws:dynamodb:us-east-1:123456789012:table/coursewire-inbox-{stage}"),
+                format!("arn:aws:events:us-east-1:123456789012:event-bus/{bus}"),
             ),
         );
         c
@@ -1592,7 +1617,7 @@ Resources:
             Some("arn:aws:sqs:us-east-1:123456789012:canvas-live-events-t1-dlq")
         );
         assert!(t.dependencies(q).contains("CanvasLiveEventsDLQ"));
-        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 4);
+        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 6);
         assert_eq!(t.parameter_value("MaxEventBytes"), Some("262144"));
         assert_eq!(
             t.output("CanvasLiveEventsQueueArn", &c).unwrap(),

@@ -312,6 +312,18 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     for (reason, n) in m.sum_by("AuthFailures", "Reason") {
         *rejects.entry(reason).or_default() += n;
     }
+    // Replay the term's first day in heal mode: everything was published, so nothing is sent
+    // and the subscriber sees nothing new.
+    let day_start = scenario.config.start_time;
+    let request = serde_json::json!({
+        "from": day_start.to_rfc3339(),
+        "to": (day_start + chrono::Duration::days(1)).to_rfc3339(),
+        "request_id": "demo-heal",
+    });
+    step("replaying the term's first day in heal mode (nothing should need healing)");
+    let heal = stack.invoke("ReplayFunction", request).await?;
+    let heal: coursewire::replay::ReplayReport = serde_json::from_value(heal)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let bus = subscriber.finish().await;
     let sequence_problems = bus.sequence_problems();
     let catalog = DynamoCatalog::new(
@@ -403,6 +415,14 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     for (detail_type, n) in &by_type {
         out.push_str(&format!("      {detail_type:<26} {n:>5}\n"));
     }
+    let heal_ok = heal.enqueued == 0 && heal.is_complete() && bus.unique_events == expected_events;
+    out.push_str(&format!(
+        "  replay (heal, first day)   {:>6}   selected, {} already published, {} sent {}\n",
+        heal.selected,
+        heal.already_published,
+        heal.enqueued,
+        tick(heal_ok)
+    ));
     out.push_str("── catalog ─────────────────────────────────────────────────────────\n");
     out.push_str(&format!(
         "  rows                       {:>6}   ({} deleted)\n",
@@ -429,6 +449,7 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     out.push_str("────────────────────────────────────────────────────────────────────\n");
     let ok = all_accepted
         && all_arrived
+        && heal_ok
         && sequence_problems.is_empty()
         && mismatches.is_empty()
         && bus.unreadable == 0

@@ -636,12 +636,17 @@ fn fresh_token(emitter: &Emitter, job: &Job, resigned: &AtomicUsize) -> Result<B
     sign(emitter, job.payload, Utc::now().timestamp())
 }
 
+/// Where and how the clients send: the function URL, and the emitter for re-signing.
+struct Endpoint<'a> {
+    client: &'a reqwest::Client,
+    url: &'a str,
+    emitter: &'a Emitter,
+}
+
 /// Sends every job once: `concurrency` clients in a closed loop, or (with `rate`) on a fixed
 /// schedule with at most `concurrency` requests in flight; `gate` may hold either back.
 async fn drive(
-    client: &reqwest::Client,
-    url: &str,
-    emitter: &Emitter,
+    endpoint: &Endpoint<'_>,
     jobs: &[Job<'_>],
     concurrency: usize,
     rate: Option<f64>,
@@ -657,6 +662,11 @@ async fn drive(
         emitted: vec![None; jobs.len()],
         last_done: None,
     }));
+    let Endpoint {
+        client,
+        url,
+        emitter,
+    } = *endpoint;
     let resigned = AtomicUsize::new(0);
     let gated = Mutex::new(Duration::ZERO);
     let started = Instant::now();
@@ -796,13 +806,16 @@ async fn bench_https(
         .pool_max_idle_per_host(concurrency)
         .build()
         .context("building the HTTP client")?;
+    let endpoint = Endpoint {
+        client: &client,
+        url: &url,
+        emitter: &emitter,
+    };
 
     if !warm.is_empty() {
         step(&format!("warm-up: {} events", warm.len()));
         let warmup = drive(
-            &client,
-            &url,
-            &emitter,
+            &endpoint,
             warm,
             concurrency,
             None,
@@ -839,9 +852,7 @@ async fn bench_https(
     let run = tokio::time::timeout(
         Duration::from_secs(args.timeout),
         drive(
-            &client,
-            &url,
-            &emitter,
+            &endpoint,
             timed,
             concurrency,
             args.rate,
@@ -1489,9 +1500,17 @@ impl CpuSample {
             dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
                 .filter_map(|pid| {
                     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                    let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+                    let rest = stat.rsplit_once(") ")?.1;
                     let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-                    (ppid == me && comm.starts_with("moto")).then(|| cpu_time(&stat))?
+                    if ppid != me {
+                        return None;
+                    }
+                    // moto runs as the venv's python with a launcher script, so look at the
+                    // command line, not the process name.
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    String::from_utf8_lossy(&cmdline)
+                        .contains("moto_server")
+                        .then(|| cpu_time(&stat))?
                 })
                 .next()
         });
