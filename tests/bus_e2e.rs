@@ -10,7 +10,7 @@ use coursewire::catalog::DynamoCatalog;
 use coursewire::inbox::{DynamoInbox, Inbox, Source};
 use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig};
-use coursewire_infra::fault_proxy::{Fault, FaultPlan, FaultRule};
+use coursewire_infra::fault_proxy::FaultPlan;
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::subscriber::{Subscriber, SubscriberReport};
 use coursewire_tests::schemas::validate_change_event;
@@ -194,41 +194,7 @@ async fn every_event_reaches_the_subscriber_once_in_order_and_the_catalog_matche
 /// steps), on top of duplicated and reordered input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_between_every_step_change_nothing_downstream() -> Result<()> {
-    let reject = |status: u16, code: &str| Fault::Reject {
-        status,
-        code: code.into(),
-    };
-    let plan = FaultPlan::new(
-        0xfa017,
-        [
-            FaultRule::always(
-                "PutItem",
-                reject(400, "ProvisionedThroughputExceededException"),
-            )
-            .with_probability(0.05),
-            FaultRule::always("PutItem", Fault::LoseResponse).with_probability(0.03),
-            FaultRule::always("SendMessageBatch", Fault::LoseResponse).with_probability(0.03),
-            FaultRule::always("GetItem", reject(500, "InternalServerError")).with_probability(0.05),
-            FaultRule::always(
-                "TransactWriteItems",
-                reject(400, "ProvisionedThroughputExceededException"),
-            )
-            .with_probability(0.1),
-            FaultRule::always("TransactWriteItems", Fault::LoseResponse).with_probability(0.05),
-            FaultRule::always(
-                "PutEvents",
-                Fault::PartialPutEvents {
-                    fraction: 0.3,
-                    code: "InternalFailure".into(),
-                },
-            )
-            .with_probability(0.2),
-            FaultRule::always("PutEvents", Fault::LoseResponse).with_probability(0.05),
-            FaultRule::always("UpdateItem", reject(503, "ServiceUnavailable"))
-                .with_probability(0.05),
-            FaultRule::always("UpdateItem", Fault::LoseResponse).with_probability(0.05),
-        ],
-    );
+    let plan = FaultPlan::pipeline_chaos(0xfa017);
     // Quick retries: a failed message is back after 3 s, and never dead-lettered here.
     let overrides = Overrides::default()
         .queue_attribute("CanvasLiveEventsQueue", "VisibilityTimeout", "3")
@@ -250,14 +216,7 @@ async fn faults_between_every_step_change_nothing_downstream() -> Result<()> {
         .fault_proxy()
         .context("the stack has no fault proxy")?
         .stats();
-    for operation in [
-        "PutItem",
-        "SendMessageBatch",
-        "GetItem",
-        "TransactWriteItems",
-        "PutEvents",
-        "UpdateItem",
-    ] {
+    for operation in FaultPlan::PIPELINE_CHAOS_OPERATIONS {
         ensure!(
             stats.faults(operation).total() > 0,
             "no fault was injected into {operation}: {stats:?}"

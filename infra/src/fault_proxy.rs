@@ -133,6 +133,52 @@ impl FaultPlan {
             seed,
         }
     }
+
+    /// The fault mix the pipeline must survive (the bus end-to-end test and the soak run):
+    /// throttling and 5xx from DynamoDB, EventBridge partial failures, and lost responses
+    /// after the inbox put, the enqueue, the commit, the PutEvents and the published mark —
+    /// a crash between each pair of steps.
+    pub fn pipeline_chaos(seed: u64) -> Self {
+        let reject = |status: u16, code: &str| Fault::Reject {
+            status,
+            code: code.into(),
+        };
+        let throttled = || reject(400, "ProvisionedThroughputExceededException");
+        Self::new(
+            seed,
+            [
+                FaultRule::always("PutItem", throttled()).with_probability(0.05),
+                FaultRule::always("PutItem", Fault::LoseResponse).with_probability(0.03),
+                FaultRule::always("SendMessageBatch", Fault::LoseResponse).with_probability(0.03),
+                FaultRule::always("GetItem", reject(500, "InternalServerError"))
+                    .with_probability(0.05),
+                FaultRule::always("TransactWriteItems", throttled()).with_probability(0.1),
+                FaultRule::always("TransactWriteItems", Fault::LoseResponse).with_probability(0.05),
+                FaultRule::always(
+                    "PutEvents",
+                    Fault::PartialPutEvents {
+                        fraction: 0.3,
+                        code: "InternalFailure".into(),
+                    },
+                )
+                .with_probability(0.2),
+                FaultRule::always("PutEvents", Fault::LoseResponse).with_probability(0.05),
+                FaultRule::always("UpdateItem", reject(503, "ServiceUnavailable"))
+                    .with_probability(0.05),
+                FaultRule::always("UpdateItem", Fault::LoseResponse).with_probability(0.05),
+            ],
+        )
+    }
+
+    /// The operations [`pipeline_chaos`](Self::pipeline_chaos) injects into.
+    pub const PIPELINE_CHAOS_OPERATIONS: [&'static str; 6] = [
+        "PutItem",
+        "SendMessageBatch",
+        "GetItem",
+        "TransactWriteItems",
+        "PutEvents",
+        "UpdateItem",
+    ];
 }
 
 /// Injected faults by kind.
