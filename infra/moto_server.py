@@ -1,4 +1,4 @@
-"""moto's server, with DynamoDB requests applied one at a time.
+"""moto's server, with DynamoDB requests applied one at a time and cheap transactions.
 
 moto's DynamoDB backend is not thread-safe: TransactWriteItems deep-copies tables for its
 rollback while other request threads write to them, and a conditional write can interleave
@@ -6,12 +6,21 @@ with another. Real DynamoDB makes each item write and each transaction atomic; s
 DynamoDB requests gives the local stack the same guarantees. Other services (SQS long polls)
 stay concurrent.
 
+moto's rollback copy is also of every whole table a transaction touches, which grows with the
+tables (0.4 s per commit at 10,000 items). Here a transaction backs up only the items it
+touches and puts them back if it fails: the same all-or-nothing outcome.
+
 Usage: python infra/moto_server.py [moto_server arguments]
 """
 
+import copy
 import sys
 import threading
 
+import moto.dynamodb.models as models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
@@ -25,6 +34,46 @@ def _serialised_call_action(self):
 
 
 DynamoHandler.call_action = _serialised_call_action
+
+
+class _TablesAsIs:
+    """Stands in for `copy` inside moto's transact_write_items: no whole-table copies."""
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_transact = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self, transact_items):
+    saved = {}
+    for entry in transact_items:
+        op_type, op = next(iter(entry.items()))
+        name = op.get("TableName")
+        table = self.tables.get(name)
+        if table is None or table.has_range_key:
+            # Not the shape coursewire uses: moto's own (whole-table) rollback.
+            return _transact(self, transact_items)
+        if name not in saved:
+            saved[name] = dict(table.items)
+        raw = op["Item"] if op_type == "Put" else op["Key"]
+        hash_value = DynamoType(raw[table.hash_key_attr])
+        if hash_value in table.items:
+            saved[name][hash_value] = copy.deepcopy(table.items[hash_value])
+    models.copy = _TablesAsIs
+    try:
+        return _transact(self, transact_items)
+    except Exception:
+        for name, items in saved.items():
+            self.tables[name].items = items
+        raise
+    finally:
+        models.copy = copy
+
+
+DynamoDBBackend.transact_write_items = _transact_write_items
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

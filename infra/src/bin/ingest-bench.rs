@@ -154,7 +154,7 @@ const WRITE_TARGET: f64 = 4.0;
                   cargo run --release -p coursewire-infra --bin ingest-bench -- --rate 10 --events 2000\n  \
                   cargo run --release -p coursewire-infra --bin ingest-bench -- --mode sqs\n  \
                   cargo run --release -p coursewire-infra --bin ingest-bench -- --faults --events 10000 \
-                  --rate 10 --max-in-flight 40 --timeout 7200"
+                  --rate 10 --timeout 1800"
 )]
 struct Args {
     /// Delivery path to measure.
