@@ -2,6 +2,9 @@
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::future::Future;
 
 /// Error codes AWS services use for throttling and their own faults: worth a retry.
 const TRANSIENT_CODES: [&str; 9] = [
@@ -54,5 +57,27 @@ where
         SdkError::DispatchFailure(e) => AwsError::Transient(format!("dispatch failure: {e:?}")),
         SdkError::ResponseError(_) => AwsError::Transient("unreadable response".into()),
         other => AwsError::Transient(other.to_string()),
+    }
+}
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Every item of a paginated Query or Scan: `page` is called with each `ExclusiveStartKey`
+/// (first `None`) and answers the page's items and its `LastEvaluatedKey`.
+pub async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, AwsError>
+where
+    F: FnMut(Option<Item>) -> Fut,
+    Fut: Future<Output = Result<(Vec<Item>, Option<Item>), AwsError>>,
+{
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let (page_items, last) = page(start.take()).await?;
+        items.extend(page_items);
+        match last {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(items),
+        }
     }
 }

@@ -15,11 +15,9 @@ pub enum ConfigError {
 /// Reads variables through a lookup; empty values count as unset.
 pub struct Env<F>(F);
 
-impl Env<fn(&str) -> Option<String>> {
-    /// The process environment (what Lambda gives a function).
-    pub fn process() -> Self {
-        Env(|name| std::env::var(name).ok())
-    }
+/// The process environment (what Lambda gives a function), as a lookup for `from_lookup`.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {

@@ -2,7 +2,7 @@
 //! The processor writes rows inside its commit transaction; this adapter reads them.
 
 use super::EntityRecord;
-use crate::aws::{AwsError, classify};
+use crate::aws::{AwsError, Item, all_pages, classify};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Value};
@@ -10,8 +10,6 @@ use std::collections::HashMap;
 
 /// GSI of the catalog table keyed by the parent entity.
 pub const CATALOG_PARENT_INDEX: &str = "by_parent";
-
-pub type Item = HashMap<String, AttributeValue>;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -105,9 +103,7 @@ impl DynamoCatalog {
 
     /// The rows whose parent is `parent` (a course's sections, enrollments, assignments...).
     pub async fn children(&self, parent: &str) -> Result<Vec<EntityRecord>, AwsError> {
-        let mut rows = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+        let items = all_pages(|start| async move {
             let out = self
                 .client
                 .query()
@@ -115,37 +111,31 @@ impl DynamoCatalog {
                 .index_name(CATALOG_PARENT_INDEX)
                 .key_condition_expression("parent = :parent")
                 .expression_attribute_values(":parent", s(parent))
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;
-            rows.extend(out.items().iter().filter_map(record_from_item));
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(rows),
-            }
-        }
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await?;
+        Ok(items.iter().filter_map(record_from_item).collect())
     }
 
     /// Every row (operators' exports and tests; a full table scan).
     pub async fn scan_all(&self) -> Result<Vec<EntityRecord>, AwsError> {
-        let mut rows = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+        let items = all_pages(|start| async move {
             let out = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;
-            rows.extend(out.items().iter().filter_map(record_from_item));
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(rows),
-            }
-        }
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await?;
+        Ok(items.iter().filter_map(record_from_item).collect())
     }
 }
 

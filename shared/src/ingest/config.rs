@@ -3,7 +3,7 @@
 
 use super::{IngestSettings, Ingestor};
 use crate::changes::SqsChangeQueue;
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, process_env};
 use crate::inbox::DynamoInbox;
 use crate::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
 use crate::telemetry::MetricsSink;
@@ -30,7 +30,7 @@ const DAY: u64 = 86_400;
 
 impl IngestConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| Env::process().optional(name))
+        Self::from_lookup(process_env)
     }
 
     /// Reads the configuration through `get`, so the local runner can pass the resolved

@@ -2,7 +2,7 @@
 
 use super::{DynamoLedger, Processor};
 use crate::bus::EventBridgePublisher;
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, process_env};
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ pub struct ProcessorConfig {
 
 impl ProcessorConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| Env::process().optional(name))
+        Self::from_lookup(process_env)
     }
 
     /// Reads the configuration through `get` (the local runner passes the function's

@@ -3,7 +3,7 @@
 
 use super::{ConfigError, DynamoInboxWindow, ReplaySettings, Replayer};
 use crate::changes::SqsChangeQueue;
-use crate::config::Env;
+use crate::config::{Env, process_env};
 use crate::inbox::TIME_SHARDS;
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub struct ReplayConfig {
 
 impl ReplayConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| Env::process().optional(name))
+        Self::from_lookup(process_env)
     }
 
     /// Reads the configuration through `get` (the local runner passes a function's resolved

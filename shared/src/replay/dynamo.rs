@@ -2,7 +2,7 @@
 //! shard (`time_bucket = <hour>#<shard>`, `time_key BETWEEN <from> AND <to>`), every page.
 
 use super::{InboxRecord, InboxWindow, Selection, UnreadableRecord, WindowQuery};
-use crate::aws::{AwsError, classify};
+use crate::aws::{AwsError, all_pages, classify};
 use crate::inbox::TIME_SHARDS;
 use crate::live_events::time::format_sortable;
 use async_trait::async_trait;
@@ -96,29 +96,28 @@ impl DynamoInboxWindow {
         }
         let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
 
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(TIME_INDEX)
-                .key_condition_expression("#bucket = :bucket AND #key BETWEEN :low AND :high")
-                .set_filter_expression(filter.clone())
-                .projection_expression(&projection)
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
+        all_pages(|start| {
+            let (filter, names, values) = (filter.clone(), names.clone(), values.clone());
+            let projection = &projection;
+            async move {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(TIME_INDEX)
+                    .key_condition_expression("#bucket = :bucket AND #key BETWEEN :low AND :high")
+                    .set_filter_expression(filter)
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
             }
-        }
+        })
+        .await
     }
 }
 
