@@ -10,8 +10,10 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
+use coursewire::canvas::{TokenKeeper, TokenKeeperConfig};
 use coursewire::ingest::{IngestConfig, Ingestor};
 use coursewire::processor::{Processor, ProcessorConfig};
+use coursewire::reconcile::{Reconciler, ReconcilerConfig};
 use coursewire::replay::{ReplayConfig, ReplayRequest, Replayer};
 use coursewire::telemetry::MetricsSink;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub enum FunctionError {
         #[source]
         source: coursewire::config::ConfigError,
     },
+    #[error("function {function}: {message}")]
+    Build { function: String, message: String },
     #[error("function {function} (binary {binary}) has no in-process handler yet")]
     Unknown { function: String, binary: String },
 }
@@ -86,6 +90,49 @@ impl InvokeHandler for ReplayHandler {
     }
 }
 
+/// The reconciler takes its queue's batches, its schedule and direct invocations.
+struct ReconcileHandler(Reconciler);
+
+#[async_trait]
+impl SqsHandler for ReconcileHandler {
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
+        Ok(self.0.handle_sqs(event).await)
+    }
+}
+
+#[async_trait]
+impl ScheduledHandler for ReconcileHandler {
+    async fn handle(&self, input: Option<serde_json::Value>) -> Result<(), HandlerError> {
+        let event = input.unwrap_or_else(|| serde_json::json!({"all_courses": true}));
+        self.0.handle(event).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InvokeHandler for ReconcileHandler {
+    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
+        Ok(self.0.handle(event).await?)
+    }
+}
+
+struct KeeperHandler(TokenKeeper);
+
+#[async_trait]
+impl ScheduledHandler for KeeperHandler {
+    async fn handle(&self, _input: Option<serde_json::Value>) -> Result<(), HandlerError> {
+        self.0.run().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InvokeHandler for KeeperHandler {
+    async fn invoke(&self, _event: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
+        Ok(serde_json::to_value(self.0.run().await?)?)
+    }
+}
+
 /// Builds the handler of one function from its resolved environment.
 pub fn build(
     spec: &FunctionSpec,
@@ -125,6 +172,39 @@ pub fn build(
             let replayer = config.build(aws, metrics, &spec.binary);
             Ok(LocalFunction {
                 invoke: Some(Arc::new(ReplayHandler(replayer))),
+                ..LocalFunction::new(spec)
+            })
+        }
+        "reconciler" => {
+            let config = ReconcilerConfig::from_lookup(env).map_err(config_error)?;
+            let reconciler =
+                config
+                    .build(aws, metrics, &spec.binary)
+                    .map_err(|e| FunctionError::Build {
+                        function: spec.logical_id.clone(),
+                        message: e.to_string(),
+                    })?;
+            let handler = Arc::new(ReconcileHandler(reconciler));
+            Ok(LocalFunction {
+                sqs: Some(handler.clone() as Arc<dyn SqsHandler>),
+                scheduled: Some(handler.clone() as Arc<dyn ScheduledHandler>),
+                invoke: Some(handler as Arc<dyn InvokeHandler>),
+                ..LocalFunction::new(spec)
+            })
+        }
+        "token-keeper" => {
+            let config = TokenKeeperConfig::from_lookup(env).map_err(config_error)?;
+            let keeper =
+                config
+                    .build(aws, metrics, &spec.binary)
+                    .map_err(|e| FunctionError::Build {
+                        function: spec.logical_id.clone(),
+                        message: e.to_string(),
+                    })?;
+            let handler = Arc::new(KeeperHandler(keeper));
+            Ok(LocalFunction {
+                scheduled: Some(handler.clone() as Arc<dyn ScheduledHandler>),
+                invoke: Some(handler as Arc<dyn InvokeHandler>),
                 ..LocalFunction::new(spec)
             })
         }

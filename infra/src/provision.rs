@@ -3,7 +3,7 @@
 //! deploys.
 //!
 //! Supported: `AWS::DynamoDB::Table`, `AWS::SQS::Queue`, `AWS::Events::EventBus`,
-//! `AWS::Events::Rule`. Functions and SNS topics get placeholder physical ids
+//! `AWS::Events::Rule`, `AWS::SecretsManager::Secret`. Functions and SNS topics get placeholder physical ids
 //! (so `!Ref`/`!GetAtt` to them resolve); everything else (IAM, alarms,
 //! Lambda permissions, ...) is skipped.
 
@@ -25,6 +25,7 @@ pub const TABLE: &str = "AWS::DynamoDB::Table";
 pub const QUEUE: &str = "AWS::SQS::Queue";
 pub const EVENT_BUS: &str = "AWS::Events::EventBus";
 pub const RULE: &str = "AWS::Events::Rule";
+pub const SECRET: &str = "AWS::SecretsManager::Secret";
 const SERVERLESS_FUNCTION: &str = "AWS::Serverless::Function";
 const LAMBDA_FUNCTION: &str = "AWS::Lambda::Function";
 const SNS_TOPIC: &str = "AWS::SNS::Topic";
@@ -211,6 +212,7 @@ pub async fn provision(
         dynamodb: aws_sdk_dynamodb::Client::new(config),
         sqs: aws_sdk_sqs::Client::new(config),
         events: aws_sdk_eventbridge::Client::new(config),
+        secrets: aws_sdk_secretsmanager::Client::new(config),
     };
 
     let mut resources = Vec::new();
@@ -236,6 +238,7 @@ pub async fn provision(
             QUEUE => Some(p.queue(&ctx).await?),
             EVENT_BUS => Some(p.event_bus(&ctx).await?),
             RULE => Some(p.rule(&ctx).await?),
+            SECRET => Some(p.secret(&ctx).await?),
             SERVERLESS_FUNCTION | LAMBDA_FUNCTION | SNS_TOPIC => Some(p.placeholder(&ctx)),
             other => {
                 tracing::debug!(resource = %resource.logical_id, resource_type = other, "not provisioned locally");
@@ -303,6 +306,7 @@ struct Clients {
     dynamodb: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
+    secrets: aws_sdk_secretsmanager::Client,
 }
 
 struct Provisioner<'a> {
@@ -697,6 +701,30 @@ impl Provisioner<'_> {
                 .with_attr("Name", &name),
             action,
         ))
+    }
+
+    /// A secret with the template's initial value; an existing secret keeps its value (locally
+    /// as in AWS, credentials are put in after deployment).
+    async fn secret(&self, ctx: &Context) -> Outcome {
+        let props = self.props(ctx)?;
+        let name = self.name(&props, "Name", ctx, 512);
+        let client = &self.clients.secrets;
+        let (arn, action) = match client.describe_secret().secret_id(&name).send().await {
+            Ok(out) => (out.arn, Action::Existing),
+            Err(_) => {
+                let out = client
+                    .create_secret()
+                    .name(&name)
+                    .set_description(str_value(&props, "Description"))
+                    .secret_string(str_value(&props, "SecretString").unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| self.aws("CreateSecret", e))?;
+                (out.arn, Action::Created)
+            }
+        };
+        let arn = arn.unwrap_or_else(|| ctx.arn("secretsmanager", &format!("secret:{name}")));
+        Ok((PhysicalResource::new(&arn).with_attr("Id", &arn), action))
     }
 
     async fn rule(&self, ctx: &Context) -> Outcome {

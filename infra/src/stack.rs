@@ -57,6 +57,10 @@ pub struct StackOptions {
     /// event sources, like the Lambda service, still talk to moto directly). Also the way to
     /// count the functions' AWS requests: a passthrough plan counts without faults.
     pub faults: Option<FaultPlan>,
+    /// The Canvas credentials (JSON, as in `CanvasCredentialsSecret`) put into the secret
+    /// after provisioning, as an operator does after deploying: e.g. a simulated Canvas's
+    /// developer key and grant.
+    pub canvas_credentials: Option<serde_json::Value>,
 }
 
 impl Default for StackOptions {
@@ -66,6 +70,7 @@ impl Default for StackOptions {
             pollers: 4,
             paused: Vec::new(),
             faults: None,
+            canvas_credentials: None,
         }
     }
 }
@@ -77,6 +82,9 @@ impl StackOptions {
         self
     }
 }
+
+/// The template's Canvas credentials secret.
+pub const CANVAS_SECRET: &str = "CanvasCredentialsSecret";
 
 /// Queue depth as SQS reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -146,6 +154,18 @@ impl LocalStack {
         let aws = moto.sdk_config();
         let template = Template::load_repo()?;
         let deployed = provision(&template, &aws, &options.overrides).await?;
+        if let Some(credentials) = &options.canvas_credentials {
+            let secret = deployed
+                .ref_value(CANVAS_SECRET)
+                .ok_or_else(|| StackError::Canvas(format!("no {CANVAS_SECRET} in the template")))?;
+            aws_sdk_secretsmanager::Client::new(&aws)
+                .put_secret_value()
+                .secret_id(secret)
+                .secret_string(credentials.to_string())
+                .send()
+                .await
+                .map_err(|e| StackError::Canvas(format!("storing the Canvas credentials: {e}")))?;
+        }
         let metrics = Arc::new(CollectingSink::new());
         let shutdown = ShutdownToken::new();
         let sqs = aws_sdk_sqs::Client::new(&aws);

@@ -8,13 +8,16 @@
 //! - [`changes`]: the hand-off to the processor on `changes.fifo` (SQS FIFO)
 //! - [`catalog`]: the Canvas objects downstream systems care about, with per-entity sequences
 //! - [`bus`]: the normalized change events on EventBridge
+//! - [`canvas`]: the quota-aware Canvas API client (REST + GraphQL, OAuth2, shared rate budget)
 //! - [`ingest`]: the receive path shared by `ingest-https` and `ingest-sqs`
 //! - [`replay`]: re-sending a window of inbox events to `changes.fifo` (heal or republish)
 //! - [`processor`]: `changes.fifo` → catalog → change events, exactly one per source event
+//! - [`reconcile`]: Canvas's API vs the catalog → drift fed into `changes.fifo`
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
 pub mod aws;
 pub mod bus;
+pub mod canvas;
 pub mod catalog;
 pub mod changes;
 pub mod config;
@@ -23,5 +26,6 @@ pub mod ingest;
 pub mod jwt;
 pub mod live_events;
 pub mod processor;
+pub mod reconcile;
 pub mod replay;
 pub mod telemetry;

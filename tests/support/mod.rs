@@ -105,6 +105,8 @@ pub struct HarnessOptions {
     pub paused: Vec<String>,
     /// Route the functions' AWS calls through a fault-injecting proxy.
     pub faults: Option<FaultPlan>,
+    /// Put into the Canvas credentials secret (see `StackOptions::canvas_credentials`).
+    pub canvas_credentials: Option<serde_json::Value>,
 }
 
 impl Default for HarnessOptions {
@@ -114,6 +116,7 @@ impl Default for HarnessOptions {
             overrides: Overrides::default(),
             paused: Vec::new(),
             faults: None,
+            canvas_credentials: None,
         }
     }
 }
@@ -159,6 +162,7 @@ impl Harness {
             pollers: options.pollers,
             paused: options.paused,
             faults: options.faults,
+            canvas_credentials: options.canvas_credentials,
         })
         .await
         .with_context(|| format!("starting the local stack for stage {stage}"))?;

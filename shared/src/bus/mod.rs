@@ -75,6 +75,8 @@ pub struct CanvasOrigin {
     /// The source event's content hash (its inbox key; what replay selects by).
     pub event_hash: String,
     pub format: Format,
+    /// `sqs` or `https` for a live event; `reconciliation` for a change the reconciler found
+    /// through Canvas's API (a lost live event, or state Canvas never pushes).
     pub delivery: Source,
     /// Canvas's context for the event (account, course, acting user id, request id).
     pub context: Map<String, Value>,

@@ -4,7 +4,7 @@
 use super::EntityRecord;
 use crate::aws::{AwsError, Item, all_pages, classify};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -119,6 +119,55 @@ impl DynamoCatalog {
         })
         .await?;
         Ok(items.iter().filter_map(record_from_item).collect())
+    }
+
+    /// Several rows by key (BatchGetItem, 100 keys per call; unprocessed keys retried). Keys
+    /// without a row are simply absent from the answer.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<EntityRecord>, AwsError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|key| HashMap::from([("pk".to_string(), s(key))]))
+                .collect();
+            let mut backoff = std::time::Duration::from_millis(20);
+            for attempt in 0.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= 8 {
+                    return Err(AwsError::Transient(format!(
+                        "{} catalog rows still unprocessed after {attempt} BatchGetItem calls",
+                        pending.len()
+                    )));
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .build()
+                    .map_err(|e| AwsError::Permanent(e.to_string()))?;
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                if let Some(items) = answer.responses().and_then(|r| r.get(&self.table)) {
+                    out.extend(items.iter().filter_map(record_from_item));
+                }
+                if let Some(left) = answer
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .filter(|k| !k.is_empty())
+                {
+                    pending = left;
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every row (operators' exports and tests; a full table scan).

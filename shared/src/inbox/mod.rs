@@ -29,6 +29,8 @@ pub const STATUS_PUBLISHED: &str = "published";
 pub enum Source {
     Sqs,
     Https,
+    /// Synthesized by the reconciler from Canvas's API: what live events lost.
+    Reconciliation,
 }
 
 impl Source {
@@ -36,6 +38,7 @@ impl Source {
         match self {
             Source::Sqs => "sqs",
             Source::Https => "https",
+            Source::Reconciliation => "reconciliation",
         }
     }
 }

@@ -1,0 +1,481 @@
+//! Reconciliation end to end on the local stack: a simulated Canvas serves the REST/GraphQL
+//! API (OAuth2, throttling, pagination) for the same term its live events describe. Part of
+//! the live events are lost on the way; the reconciler (scheduled pass → one queue message per
+//! course → fetch, diff, feed drift into `changes.fifo`) heals the catalog, and subscribers
+//! receive each missing change exactly once. Then the Canvas faults: access tokens expiring
+//! mid-sync, 5xx bursts, throttling by another consumer of the same token, a revoked grant.
+
+use anyhow::{Context, Result, ensure};
+use coursewire::catalog::{DynamoCatalog, EntityRecord};
+use coursewire::live_events::{self, DeliveryHints};
+use coursewire_infra::canvas_api::{
+    ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ThrottleStatus, World,
+};
+use coursewire_infra::canvas_sim::{Emission, Scenario, ScenarioConfig, Truth};
+use coursewire_infra::provision::Overrides;
+use coursewire_infra::stack::CANVAS_SECRET;
+use coursewire_infra::subscriber::Subscriber;
+use coursewire_tests::{Harness, HarnessOptions, wait_until};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const SUBSCRIBER_QUEUE: &str = "ExampleSubscriberQueue";
+const IDLE: Duration = Duration::from_secs(60);
+/// The entity types the reconciler fetches (assignments and submissions are left to live events).
+const RECONCILED: [&str; 6] = [
+    "course",
+    "section",
+    "enrollment",
+    "user",
+    "module",
+    "module_item",
+];
+
+/// The credentials an operator puts into the secret: the developer key and the grant.
+fn credentials(sim: &CanvasApiSim) -> Result<Value> {
+    let grant = sim.issue_grant(DEFAULT_CLIENT_ID)?;
+    Ok(json!({
+        "base_url": sim.base_url(),
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "refresh_token": grant.refresh_token,
+    }))
+}
+
+/// The scenario's `root_account_id` (global), so local ids are read on the right shard.
+fn root_account(scenario: &Scenario) -> String {
+    scenario.events[0].canvas["metadata"]["root_account_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Starts the simulator and a local stack whose functions call it.
+async fn start(
+    test: &str,
+    config: ApiSimConfig,
+    scenario: &Scenario,
+) -> Result<(CanvasApiSim, Harness)> {
+    let outflow = (config.outflow * config.time_scale).round().max(1.0);
+    let sim = CanvasApiSim::start(config, World::from_events(&scenario.events)).await?;
+    let h = Harness::start(
+        test,
+        HarnessOptions {
+            overrides: Overrides::default()
+                .parameter("CanvasAccountId", account_id(&sim).as_str())
+                .parameter("CanvasRootAccountId", root_account(scenario).as_str())
+                // The simulator leaks faster than Canvas so tests run in seconds.
+                .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str()),
+            canvas_credentials: Some(credentials(&sim)?),
+            ..HarnessOptions::default()
+        },
+    )
+    .await?;
+    Ok((sim, h))
+}
+
+fn account_id(sim: &CanvasApiSim) -> String {
+    sim.world_snapshot().account_id.to_string()
+}
+
+/// Requests to Canvas of any kind (API and token endpoint).
+fn canvas_calls(sim: &CanvasApiSim) -> u64 {
+    let stats = sim.stats();
+    stats.api_requests + stats.token_requests.values().sum::<u64>()
+}
+
+/// Emissions minus every copy of the events chosen to be lost (about one in four of the
+/// reconciled types; assignments and submissions always arrive).
+fn lose_some(scenario: &Scenario) -> (Vec<Emission>, BTreeSet<usize>) {
+    let lost: BTreeSet<usize> = scenario
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| RECONCILED.contains(&e.entity.0.as_str()) && (i * 7919) % 4 == 1)
+        .map(|(i, _)| i)
+        .collect();
+    let kept = scenario
+        .emissions
+        .iter()
+        .filter(|e| !lost.contains(&e.event_index))
+        .cloned()
+        .collect();
+    (kept, lost)
+}
+
+/// Where the catalog differs from the truth, for the reconciled types. What the API cannot
+/// show is not expected: entities Canvas deleted before the catalog ever heard of them, and
+/// users in no course's roster.
+fn mismatches(truth: &Truth, sim: &CanvasApiSim, rows: &[EntityRecord]) -> Vec<String> {
+    let keys: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let rostered = rostered_users(sim);
+    let mut expected = Truth::default();
+    for ((kind, id), state) in &truth.entities {
+        let known = keys.contains(format!("{kind}:{id}").as_str());
+        let visible = !state.deleted && (kind != "user" || rostered.contains(id));
+        if RECONCILED.contains(&kind.as_str()) && (known || visible) {
+            let mut state = state.clone();
+            // Users: the API has no workflow_state to compare.
+            if kind == "user" {
+                state.workflow_state = None;
+            }
+            expected.entities.insert((kind.clone(), id.clone()), state);
+        }
+    }
+    expected.catalog_mismatches(rows)
+}
+
+/// Users with a live enrollment somewhere: those the API's rosters show.
+fn rostered_users(sim: &CanvasApiSim) -> BTreeSet<String> {
+    sim.world_snapshot()
+        .enrollments
+        .values()
+        .filter(|e| e.workflow_state != "deleted")
+        .map(|e| e.user_id.to_string())
+        .collect()
+}
+
+async fn catalog_rows(h: &Harness) -> Result<Vec<EntityRecord>> {
+    let table = h
+        .stack
+        .table_name("CatalogTable")
+        .context("no CatalogTable")?;
+    Ok(DynamoCatalog::new(h.ddb.clone(), table).scan_all().await?)
+}
+
+/// Runs a scheduled pass (as EventBridge would) and waits until every course was reconciled
+/// and every drift change was applied.
+async fn reconcile_all(h: &Harness) -> Result<Value> {
+    let planned = h
+        .stack
+        .invoke("ReconcilerFunction", json!({"all_courses": true}))
+        .await?;
+    let courses = planned["courses"].as_f64().unwrap_or(0.0);
+    let before = h.metric("CoursesReconciled", &[]);
+    wait_until(IDLE, "every course reconciled", || async {
+        Ok(h.metric("CoursesReconciled", &[]) - before >= courses
+            && h.stack.queue_depth("ReconcileQueue").await?.total() == 0)
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "{} of {courses} courses reconciled, {} failed passes; Canvas requests by outcome {:?}",
+            h.metric("CoursesReconciled", &[]) - before,
+            h.metric("ReconcileFailures", &[]),
+            h.stack.metrics.sum_by("CanvasRequests", "Outcome"),
+        )
+    })?;
+    ensure!(
+        h.stack.drain("ChangesQueue", IDLE).await?,
+        "changes.fifo not drained"
+    );
+    Ok(planned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciliation_heals_lost_live_events_and_subscribers_get_each_change_once() -> Result<()>
+{
+    let scenario = Scenario::build(ScenarioConfig {
+        seed: 404,
+        students_per_course: 30,
+        ..ScenarioConfig::default()
+    });
+    let (sim, h) = start(
+        "reconcile",
+        ApiSimConfig {
+            time_scale: 20.0,
+            ..ApiSimConfig::default()
+        },
+        &scenario,
+    )
+    .await?;
+    let subscriber = Subscriber::start(&h.stack, SUBSCRIBER_QUEUE, 2)?;
+
+    // Live events, a quarter of them lost.
+    let (kept, lost) = lose_some(&scenario);
+    ensure!(
+        lost.len() > 20,
+        "the scenario lost only {} events",
+        lost.len()
+    );
+    let reports = h.emitter.send_all(&kept, 8, |_| {}).await;
+    ensure!(
+        reports.iter().all(|r| r.result.is_ok()),
+        "deliveries failed"
+    );
+    let delivered: BTreeSet<usize> = kept.iter().map(|e| e.event_index).collect();
+    let live = delivered.len() as u64;
+    ensure!(
+        subscriber.wait_for(live, IDLE).await == live,
+        "live events did not all reach the subscriber"
+    );
+    let truth = Truth::from_events(&scenario.events);
+    let before = mismatches(&truth, &sim, &catalog_rows(&h).await?);
+    ensure!(
+        !before.is_empty(),
+        "losing events left no gap: nothing to heal"
+    );
+
+    // The scheduled pass: one message per course, each course fetched, diffed and healed.
+    let planned = reconcile_all(&h).await?;
+    ensure!(
+        planned["courses"] == json!(scenario.config.courses),
+        "planned {planned}"
+    );
+    // Drift events new to the inbox (a user in both courses drifts in both passes, as one
+    // identical event).
+    let drift = h.metric("ReconcileChangesSubmitted", &[]);
+    ensure!(drift > 0.0, "no drift found");
+    let arrived = subscriber.wait_for(live + drift as u64, IDLE).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = subscriber.finish().await;
+    ensure!(
+        arrived == live + drift as u64,
+        "{arrived} change events arrived, expected {live} live + {drift} reconciliation"
+    );
+
+    let after = mismatches(&truth, &sim, &catalog_rows(&h).await?);
+    ensure!(
+        after.is_empty(),
+        "{} of {} gaps left after reconciliation: {:?}",
+        after.len(),
+        before.len(),
+        &after[..after.len().min(10)]
+    );
+
+    // Each reconciliation change once: one id per entity, and every entity that was missing
+    // altogether got a `created` change.
+    let mut reconciled: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for copy in &report.copies {
+        if copy.event["detail"]["canvas"]["delivery"] == "reconciliation" {
+            let key = copy.event["detail"]["entity"]["key"]
+                .as_str()
+                .unwrap_or_default();
+            let id = copy.event_id().unwrap_or_default();
+            reconciled
+                .entry(key.to_string())
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+    ensure!(
+        reconciled.len() as f64 == drift,
+        "{} entities got reconciliation changes, {drift} drifted",
+        reconciled.len()
+    );
+    ensure!(
+        reconciled.values().all(|ids| ids.len() == 1),
+        "an entity got two reconciliation changes"
+    );
+    let live_keys: BTreeSet<String> = delivered
+        .iter()
+        .filter_map(|i| {
+            let e = &scenario.events[*i];
+            live_events::from_value(e.canvas.clone(), DeliveryHints::default()).ok()
+        })
+        .map(|e| e.entity_key.as_str().to_string())
+        .collect();
+    let rostered = rostered_users(&sim);
+    let never_heard: BTreeSet<String> = lost
+        .iter()
+        .map(|i| &scenario.events[*i].entity)
+        .filter(|(kind, id)| {
+            let key = format!("{kind}:{id}");
+            !live_keys.contains(&key)
+                && truth.get(kind, id).is_some_and(|s| !s.deleted)
+                && (kind != "user" || rostered.contains(id))
+        })
+        .map(|(kind, id)| format!("{kind}:{id}"))
+        .collect();
+    let missing: Vec<&String> = never_heard
+        .iter()
+        .filter(|k| !reconciled.contains_key(*k))
+        .collect();
+    ensure!(missing.is_empty(), "never healed: {missing:?}");
+
+    // A second pass finds nothing: subscribers get no more.
+    let drift_before = h.metric("ReconcileDrift", &[]);
+    reconcile_all(&h).await?;
+    ensure!(
+        h.metric("ReconcileDrift", &[]) == drift_before,
+        "the second pass found drift again"
+    );
+
+    // Reconciling went through the shared budget; Canvas never throttled it.
+    let stats = sim.stats();
+    ensure!(stats.throttled == 0, "Canvas throttled: {stats:?}");
+    h.stop().await;
+    sim.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> Result<()> {
+    let scenario = Scenario::build(ScenarioConfig {
+        seed: 405,
+        courses: 3,
+        students_per_course: 120,
+        ..ScenarioConfig::default()
+    });
+    let (sim, h) = start(
+        "reconcile-faults",
+        ApiSimConfig {
+            // Tokens outlive only a part of the sync; throttling answers 429.
+            token_lifetime: Duration::from_secs(2),
+            throttle_status: ThrottleStatus::TooMany429,
+            time_scale: 4.0,
+            ..ApiSimConfig::default()
+        },
+        &scenario,
+    )
+    .await?;
+    let sim = Arc::new(sim);
+
+    // Another integration on the same Canvas token, ignoring coursewire's budget.
+    let rogue_grant = sim.issue_grant(DEFAULT_CLIENT_ID)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let rogue = {
+        let (sim, stop) = (sim.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let url = format!(
+                "{}/api/v1/accounts/{}/courses",
+                sim.base_url(),
+                account_id(&sim)
+            );
+            while !stop.load(Ordering::Relaxed) {
+                let _ = http
+                    .get(&url)
+                    .bearer_auth(&rogue_grant.access_token)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    sim.inject_errors(6, 503);
+
+    reconcile_all(&h).await?;
+    stop.store(true, Ordering::Relaxed);
+    rogue.await?;
+
+    let truth = Truth::from_events(&scenario.events);
+    let gaps = mismatches(&truth, &sim, &catalog_rows(&h).await?);
+    ensure!(
+        gaps.is_empty(),
+        "sync incomplete: {:?}",
+        &gaps[..gaps.len().min(10)]
+    );
+    ensure!(
+        h.metric("ReconcileFailures", &[]) == 0.0,
+        "a course pass failed"
+    );
+    let stats = sim.stats();
+    ensure!(stats.injected_errors == 6, "{stats:?}");
+    ensure!(
+        stats.unauthorized > 0,
+        "no token expired mid-sync: {stats:?}"
+    );
+    ensure!(
+        stats
+            .token_requests
+            .get("refresh_token")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "the client never refreshed: {stats:?}"
+    );
+    h.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_grant_stops_every_call_and_raises_the_alert() -> Result<()> {
+    let scenario = Scenario::build(ScenarioConfig {
+        seed: 406,
+        courses: 1,
+        ..ScenarioConfig::default()
+    });
+    let (sim, h) = start(
+        "reconcile-revoked",
+        ApiSimConfig {
+            time_scale: 20.0,
+            ..ApiSimConfig::default()
+        },
+        &scenario,
+    )
+    .await?;
+    let course = scenario
+        .events
+        .iter()
+        .find(|e| e.entity.0 == "course")
+        .map(|e| e.entity.1.clone())
+        .context("no course in the scenario")?;
+    let secret_id = h
+        .stack
+        .deployed
+        .ref_value(CANVAS_SECRET)
+        .context("no secret")?
+        .to_string();
+    let secrets = aws_sdk_secretsmanager::Client::new(&h.stack.aws);
+    let refresh_token = {
+        let text = secrets
+            .get_secret_value()
+            .secret_id(&secret_id)
+            .send()
+            .await?
+            .secret_string
+            .unwrap_or_default();
+        serde_json::from_str::<Value>(&text)?["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    sim.revoke_grant(&refresh_token);
+    let err = h
+        .stack
+        .invoke("ReconcilerFunction", json!({"course_id": course}))
+        .await
+        .expect_err("a revoked grant must fail the pass");
+    ensure!(err.to_string().contains("revoked"), "{err}");
+    ensure!(
+        h.metric("CanvasGrantRevoked", &[]) >= 1.0,
+        "no alert metric"
+    );
+
+    // Every function now knows: the secret says so, and nothing calls Canvas any more.
+    let text = secrets
+        .get_secret_value()
+        .secret_id(&secret_id)
+        .send()
+        .await?
+        .secret_string
+        .unwrap_or_default();
+    ensure!(
+        serde_json::from_str::<Value>(&text)?["revoked_at"].is_string(),
+        "the secret does not record the revocation"
+    );
+    let calls = canvas_calls(&sim);
+    let err = h
+        .stack
+        .invoke("ReconcilerFunction", json!({"course_id": course}))
+        .await
+        .expect_err("still revoked");
+    ensure!(err.to_string().contains("revoked"), "{err}");
+    let health = h.stack.invoke("TokenKeeperFunction", json!({})).await;
+    ensure!(
+        canvas_calls(&sim) == calls,
+        "Canvas was called after the revocation"
+    );
+    ensure!(
+        h.metric("CanvasTokenHealthy", &[]) == 0.0,
+        "token-keeper reported a revoked grant healthy: {health:?}"
+    );
+    h.stop().await;
+    sim.stop().await;
+    Ok(())
+}
