@@ -519,3 +519,29 @@ fn replay_fixture_is_a_valid_request() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("replay.json is refused: {e}"))?;
     Ok(())
 }
+
+#[test]
+fn reconciler_fixtures_are_what_its_queue_and_callers_send() -> Result<()> {
+    use coursewire::reconcile::CourseMessage;
+    let batch: SqsEvent = serde_json::from_value(read_json("reconciler.json")?)?;
+    ensure!(batch.records.len() == 1, "one course per message");
+    let record = &batch.records[0];
+    let body = record.body.as_deref().context("no body")?;
+    let message: CourseMessage = serde_json::from_str(body)?;
+    ensure!(message.course_id == "21070000000000120", "{message:?}");
+    ensure!(
+        record.md5_of_body.as_deref() == Some(md5::hex(body.as_bytes()).as_str()),
+        "md5OfBody"
+    );
+    let invoke = read_json("reconciler-course.json")?;
+    ensure!(
+        invoke["course_id"].is_string(),
+        "reconciler-course.json: {invoke}"
+    );
+    let tick = read_json("token-keeper.json")?;
+    ensure!(
+        tick["detail-type"] == "Scheduled Event",
+        "token-keeper.json: {tick}"
+    );
+    Ok(())
+}

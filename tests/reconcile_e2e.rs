@@ -15,6 +15,7 @@ use coursewire_infra::canvas_sim::{Emission, Scenario, ScenarioConfig, Truth};
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::CANVAS_SECRET;
 use coursewire_infra::subscriber::Subscriber;
+use coursewire_tests::schemas::validate_change_event;
 use coursewire_tests::{Harness, HarnessOptions, wait_until};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -251,6 +252,7 @@ async fn reconciliation_heals_lost_live_events_and_subscribers_get_each_change_o
     let mut reconciled: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for copy in &report.copies {
         if copy.event["detail"]["canvas"]["delivery"] == "reconciliation" {
+            validate_change_event(&copy.event)?;
             let key = copy.event["detail"]["entity"]["key"]
                 .as_str()
                 .unwrap_or_default();
@@ -317,7 +319,7 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
     let scenario = Scenario::build(ScenarioConfig {
         seed: 405,
         courses: 3,
-        students_per_course: 120,
+        students_per_course: 40,
         ..ScenarioConfig::default()
     });
     let (sim, h) = start(
@@ -334,8 +336,17 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
     .await?;
     let sim = Arc::new(sim);
 
-    // Another integration on the same Canvas token, ignoring coursewire's budget.
-    let rogue_grant = sim.issue_grant(DEFAULT_CLIENT_ID)?;
+    // Slow answers, so tokens expire in the middle of a course's sync.
+    sim.set_latency(Duration::from_millis(150));
+    // Another integration on the same Canvas token (it reads the shared secret), ignoring
+    // coursewire's budget: bursts of 16 requests at once overflow the bucket.
+    let secret_id = h
+        .stack
+        .deployed
+        .ref_value(CANVAS_SECRET)
+        .context("no secret")?
+        .to_string();
+    let secrets = aws_sdk_secretsmanager::Client::new(&h.stack.aws);
     let stop = Arc::new(AtomicBool::new(false));
     let rogue = {
         let (sim, stop) = (sim.clone(), stop.clone());
@@ -347,12 +358,21 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
                 account_id(&sim)
             );
             while !stop.load(Ordering::Relaxed) {
-                let _ = http
-                    .get(&url)
-                    .bearer_auth(&rogue_grant.access_token)
+                let stored = secrets
+                    .get_secret_value()
+                    .secret_id(&secret_id)
                     .send()
                     .await;
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                let token = stored
+                    .ok()
+                    .and_then(|s| s.secret_string)
+                    .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                    .and_then(|v| v["access_token"].as_str().map(str::to_string));
+                if let Some(token) = token {
+                    let burst = (0..16).map(|_| http.get(&url).bearer_auth(&token).send());
+                    futures::future::join_all(burst).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
@@ -375,6 +395,10 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
     );
     let stats = sim.stats();
     ensure!(stats.injected_errors == 6, "{stats:?}");
+    ensure!(
+        stats.throttled > 0,
+        "the bucket never overflowed: {stats:?}"
+    );
     ensure!(
         stats.unauthorized > 0,
         "no token expired mid-sync: {stats:?}"

@@ -448,7 +448,7 @@ fn common_schema() -> Value {
                     "type": "string", "pattern": "^[0-9a-f]{64}$"
                 },
                 "format": { "enum": ["canvas", "caliper"] },
-                "delivery": { "enum": ["https", "sqs"] },
+                "delivery": { "enum": ["https", "sqs", "reconciliation"] },
                 "context": { "$ref": "#/$defs/context" }
             }
         }),

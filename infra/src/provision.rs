@@ -955,6 +955,8 @@ mod tests {
             [
                 "InboxTable",
                 "CatalogTable",
+                "RateLimitTable",
+                "CanvasCredentialsSecret",
                 "ChangeBus",
                 "ExampleSubscriberDLQ",
                 "ExampleSubscriberQueue",
@@ -962,9 +964,34 @@ mod tests {
                 "CanvasLiveEventsDLQ",
                 "CanvasLiveEventsQueue",
                 "ChangesDLQ",
-                "ChangesQueue"
+                "ChangesQueue",
+                "ReconcileDLQ",
+                "ReconcileQueue"
             ]
         );
+        // The secret starts with the template's empty credentials and keeps what is put in
+        // later across re-provisioning.
+        let secrets = aws_sdk_secretsmanager::Client::new(&config);
+        let secret_arn = deployed.ref_value("CanvasCredentialsSecret").unwrap();
+        let initial = secrets
+            .get_secret_value()
+            .secret_id(secret_arn)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            initial
+                .secret_string()
+                .unwrap()
+                .contains("\"refresh_token\":\"\"")
+        );
+        secrets
+            .put_secret_value()
+            .secret_id(secret_arn)
+            .secret_string(r#"{"refresh_token":"kept"}"#)
+            .send()
+            .await
+            .unwrap();
 
         // Table: keys, GSI, billing, TTL.
         let ddb = aws_sdk_dynamodb::Client::new(&config);
@@ -1101,6 +1128,13 @@ mod tests {
         .unwrap();
         assert!(again.resources.iter().all(|r| r.action != Action::Created));
         assert_eq!(again.context, deployed.context);
+        let kept = secrets
+            .get_secret_value()
+            .secret_id(secret_arn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(kept.secret_string(), Some(r#"{"refresh_token":"kept"}"#));
         let live = attrs(again.queue_url("CanvasLiveEventsQueue").unwrap().to_owned()).await;
         assert_eq!(live[&QueueAttributeName::VisibilityTimeout], "2");
         let redrive: serde_json::Value =

@@ -1561,6 +1561,8 @@ Resources:
                 "ExampleSubscriberDLQ",
                 format!("coursewire-example-subscriber-{stage}-dlq"),
             ),
+            ("ReconcileQueue", format!("coursewire-reconcile-{stage}")),
+            ("ReconcileDLQ", format!("coursewire-reconcile-dlq-{stage}")),
         ] {
             c.insert(
                 id,
@@ -1569,12 +1571,11 @@ Resources:
                     .with_attr("QueueName", name),
             );
         }
-        for table in ["inbox", "catalog"] {
-            let id = if table == "inbox" {
-                "InboxTable"
-            } else {
-                "CatalogTable"
-            };
+        for (id, table) in [
+            ("InboxTable", "inbox"),
+            ("CatalogTable", "catalog"),
+            ("RateLimitTable", "rate-limits"),
+        ] {
             c.insert(
                 id,
                 PhysicalResource::new(format!("coursewire-{table}-{stage}")).with_attr(
@@ -1585,6 +1586,10 @@ Resources:
                 ),
             );
         }
+        let secret = format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:coursewire/{stage}/canvas"
+        );
+        c.insert("CanvasCredentialsSecret", PhysicalResource::new(secret));
         let bus = format!("coursewire-{stage}");
         c.insert(
             "ChangeBus",
@@ -1617,7 +1622,7 @@ Resources:
             Some("arn:aws:sqs:us-east-1:123456789012:canvas-live-events-t1-dlq")
         );
         assert!(t.dependencies(q).contains("CanvasLiveEventsDLQ"));
-        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 6);
+        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 8);
         assert_eq!(t.parameter_value("MaxEventBytes"), Some("262144"));
         assert_eq!(
             t.output("CanvasLiveEventsQueueArn", &c).unwrap(),
@@ -1688,6 +1693,34 @@ Resources:
             }]
         );
         assert_eq!(sqs.environment["INBOX_TABLE"], "coursewire-inbox-dev");
+
+        // The reconciler: its own queue (one course per message, bounded concurrency), a
+        // schedule planning the whole account, and the Canvas client's environment.
+        let reconciler = fs
+            .iter()
+            .find(|f| f.logical_id == "ReconcilerFunction")
+            .unwrap();
+        assert_eq!(reconciler.binary, "reconciler");
+        assert_eq!(reconciler.sqs_events[0].queue_logical_id, "ReconcileQueue");
+        assert_eq!(reconciler.sqs_events[0].batch_size, 1);
+        assert_eq!(reconciler.sqs_events[0].maximum_concurrency, Some(4));
+        assert_eq!(
+            reconciler.schedules[0].input.as_deref(),
+            Some(r#"{"all_courses": true}"#)
+        );
+        let env = &reconciler.environment;
+        assert_eq!(env["RATE_LIMIT_TABLE"], "coursewire-rate-limits-dev");
+        assert_eq!(
+            env["CANVAS_SECRET_ID"],
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:coursewire/dev/canvas"
+        );
+        assert_eq!(env["CANVAS_OUTFLOW_PER_SEC"], "10");
+        assert_eq!(env["CANVAS_HIGH_WATER"], "700");
+        let keeper = fs
+            .iter()
+            .find(|f| f.logical_id == "TokenKeeperFunction")
+            .unwrap();
+        assert_eq!(keeper.schedules[0].expression, "rate(5 minutes)");
     }
 
     #[tokio::test]

@@ -479,9 +479,11 @@ impl CanvasClient {
             if attempt > 1 {
                 self.note(|s| s.retries += 1);
             }
-            // The token first: a revoked grant fails fast without spending any budget.
-            let token = self.tokens.access_token().await?;
+            // The token first: a revoked grant fails fast without spending any budget...
+            self.tokens.access_token().await?;
             let permit = self.quota.acquire(call.kind).await?;
+            // ...and again after waiting for budget, which may have outlasted the token.
+            let token = self.tokens.access_token().await?;
             let url = resolve(token.base_url(), &call.target, &call.query)?;
             let path = url.path().to_string();
             let started = Instant::now();
