@@ -9,7 +9,8 @@ use anyhow::{Context, Result, ensure};
 use coursewire::catalog::{DynamoCatalog, EntityRecord};
 use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::canvas_api::{
-    ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ThrottleStatus, World,
+    self, ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES,
+    ThrottleStatus, World, reconciled_mismatches,
 };
 use coursewire_infra::canvas_sim::{Emission, Scenario, ScenarioConfig, Truth};
 use coursewire_infra::provision::Overrides;
@@ -25,15 +26,6 @@ use std::time::Duration;
 
 const SUBSCRIBER_QUEUE: &str = "ExampleSubscriberQueue";
 const IDLE: Duration = Duration::from_secs(60);
-/// The entity types the reconciler fetches (assignments and submissions are left to live events).
-const RECONCILED: [&str; 6] = [
-    "course",
-    "section",
-    "enrollment",
-    "user",
-    "module",
-    "module_item",
-];
 
 /// The credentials an operator puts into the secret: the developer key and the grant.
 fn credentials(sim: &CanvasApiSim) -> Result<Value> {
@@ -95,7 +87,7 @@ fn lose_some(scenario: &Scenario) -> (Vec<Emission>, BTreeSet<usize>) {
         .events
         .iter()
         .enumerate()
-        .filter(|(i, e)| RECONCILED.contains(&e.entity.0.as_str()) && (i * 7919) % 4 == 1)
+        .filter(|(i, e)| RECONCILED_TYPES.contains(&e.entity.0.as_str()) && (i * 7919) % 4 == 1)
         .map(|(i, _)| i)
         .collect();
     let kept = scenario
@@ -107,36 +99,13 @@ fn lose_some(scenario: &Scenario) -> (Vec<Emission>, BTreeSet<usize>) {
     (kept, lost)
 }
 
-/// Where the catalog differs from the truth, for the reconciled types. What the API cannot
-/// show is not expected: entities Canvas deleted before the catalog ever heard of them, and
-/// users in no course's roster.
 fn mismatches(truth: &Truth, sim: &CanvasApiSim, rows: &[EntityRecord]) -> Vec<String> {
-    let keys: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-    let rostered = rostered_users(sim);
-    let mut expected = Truth::default();
-    for ((kind, id), state) in &truth.entities {
-        let known = keys.contains(format!("{kind}:{id}").as_str());
-        let visible = !state.deleted && (kind != "user" || rostered.contains(id));
-        if RECONCILED.contains(&kind.as_str()) && (known || visible) {
-            let mut state = state.clone();
-            // Users: the API has no workflow_state to compare.
-            if kind == "user" {
-                state.workflow_state = None;
-            }
-            expected.entities.insert((kind.clone(), id.clone()), state);
-        }
-    }
-    expected.catalog_mismatches(rows)
+    reconciled_mismatches(truth, &sim.world_snapshot(), rows)
 }
 
 /// Users with a live enrollment somewhere: those the API's rosters show.
 fn rostered_users(sim: &CanvasApiSim) -> BTreeSet<String> {
-    sim.world_snapshot()
-        .enrollments
-        .values()
-        .filter(|e| e.workflow_state != "deleted")
-        .map(|e| e.user_id.to_string())
-        .collect()
+    canvas_api::rostered_users(&sim.world_snapshot())
 }
 
 async fn catalog_rows(h: &Harness) -> Result<Vec<EntityRecord>> {

@@ -6,8 +6,12 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire::catalog::DynamoCatalog;
+use coursewire_infra::canvas_api::{
+    ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES, World,
+    reconciled_mismatches,
+};
 use coursewire_infra::canvas_sim::{
-    Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, rejection_cases,
+    Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, Truth, rejection_cases,
 };
 use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_infra::subscriber::Subscriber;
@@ -67,6 +71,10 @@ struct DemoArgs {
     /// Concurrent deliveries from the simulated Canvas.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Share of course, section, enrollment, user and module events Canvas loses (live
+    /// events are best-effort); the reconciler heals them from Canvas's API.
+    #[arg(long, default_value_t = 0.05)]
+    lost: f64,
 }
 
 impl Default for DemoArgs {
@@ -79,6 +87,7 @@ impl Default for DemoArgs {
             https_share: 0.5,
             caliper_share: 0.2,
             concurrency: 8,
+            lost: 0.05,
         }
     }
 }
@@ -104,23 +113,54 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn start(stage: &str) -> Result<(SimulatedCanvas, LocalStack)> {
+/// The simulated Canvas: live events (signing keys, JWKS) and its API (OAuth2, REST,
+/// GraphQL, throttling), serving `world`.
+async fn start(stage: &str, world: World) -> Result<(SimulatedCanvas, CanvasApiSim, LocalStack)> {
     let canvas = SimulatedCanvas::start(ISSUER)
         .await
         .context("starting the simulated Canvas")?;
+    let config = ApiSimConfig {
+        // Canvas's bucket leaks 10 units/s; ten times that keeps the demo short.
+        time_scale: 10.0,
+        ..ApiSimConfig::default()
+    };
+    let outflow = config.outflow * config.time_scale;
+    let api = CanvasApiSim::start(config, world)
+        .await
+        .context("starting the simulated Canvas API")?;
+    // What an operator puts into the credentials secret after authorizing coursewire.
+    let grant = api.issue_grant(DEFAULT_CLIENT_ID)?;
+    let credentials = serde_json::json!({
+        "base_url": api.base_url(),
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "refresh_token": grant.refresh_token,
+    });
+    let world = api.world_snapshot();
     step("starting moto and provisioning from template.yaml (first run installs moto into .venv)");
-    let overrides = canvas.overrides(stage);
+    let overrides = canvas
+        .overrides(stage)
+        .parameter("CanvasAccountId", world.account_id.to_string().as_str())
+        .parameter(
+            "CanvasRootAccountId",
+            coursewire_infra::canvas_sim::global_id(1)
+                .to_string()
+                .as_str(),
+        )
+        .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str());
     let stack = LocalStack::start(StackOptions {
         overrides,
+        canvas_credentials: Some(credentials),
         ..StackOptions::default()
     })
     .await
     .context("starting the local stack")?;
-    Ok((canvas, stack))
+    Ok((canvas, api, stack))
 }
 
 async fn up() -> Result<()> {
-    let (canvas, stack) = start("local").await?;
+    let scenario = Scenario::build(ScenarioConfig::default());
+    let (canvas, api, stack) = start("local", World::from_events(&scenario.events)).await?;
     println!("coursewire local stack is up (Ctrl-C to stop)");
     println!("  moto (AWS endpoint)       {}", stack.moto_endpoint());
     println!(
@@ -153,6 +193,7 @@ async fn up() -> Result<()> {
     );
     println!("  Canvas JWKS (simulated)   {}", canvas.jwks.url());
     println!("  expected JWT issuer       {ISSUER}");
+    println!("  Canvas API (simulated)    {}", api.base_url());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -171,26 +212,6 @@ async fn demo(args: DemoArgs) -> Result<()> {
         "coursewire demo: Canvas Live Events → ingest (HTTPS + SQS) → inbox → changes.fifo → \
          processor → catalog + EventBridge → subscriber\n"
     );
-    let (canvas, stack) = start("demo").await?;
-    let result = run_demo(&args, &canvas, &stack).await;
-    stack.stop().await;
-    let summary = result?;
-    println!("{summary}");
-    println!("finished in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack) -> Result<String> {
-    let url = stack
-        .function_url(INGEST_URL_FUNCTION)
-        .context("ingest-https has no function URL")?;
-    let queue = stack
-        .queue_url(LIVE_EVENTS_QUEUE)
-        .context("no live-events queue")?;
-    let emitter = Emitter::new(canvas.ring.clone(), ISSUER)?
-        .with_https(url)
-        .with_sqs(aws_sdk_sqs::Client::new(&stack.aws), queue);
-
     let scenario = Scenario::build(ScenarioConfig {
         seed: args.seed,
         courses: args.courses,
@@ -201,18 +222,62 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
         burst: true,
         ..ScenarioConfig::default()
     });
-    let emissions = &scenario.emissions;
+    let (canvas, api, stack) = start("demo", World::from_events(&scenario.events)).await?;
+    let result = run_demo(&args, &scenario, &canvas, &api, &stack).await;
+    stack.stop().await;
+    api.stop().await;
+    let summary = result?;
+    println!("{summary}");
+    println!("finished in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn run_demo(
+    args: &DemoArgs,
+    scenario: &Scenario,
+    canvas: &SimulatedCanvas,
+    api: &CanvasApiSim,
+    stack: &LocalStack,
+) -> Result<String> {
+    let url = stack
+        .function_url(INGEST_URL_FUNCTION)
+        .context("ingest-https has no function URL")?;
+    let queue = stack
+        .queue_url(LIVE_EVENTS_QUEUE)
+        .context("no live-events queue")?;
+    let emitter = Emitter::new(canvas.ring.clone(), ISSUER)?
+        .with_https(url)
+        .with_sqs(aws_sdk_sqs::Client::new(&stack.aws), queue);
+
+    // Canvas loses a share of the roster and module events: every copy of them.
+    let lost: HashSet<usize> = scenario
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            RECONCILED_TYPES.contains(&e.entity.0.as_str())
+                && ((i * 2_654_435_761) % 10_000) as f64 / 10_000.0 < args.lost
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let emissions: &Vec<_> = &scenario
+        .emissions
+        .iter()
+        .filter(|e| !lost.contains(&e.event_index))
+        .cloned()
+        .collect();
     let unique: HashSet<(usize, Format)> = emissions
         .iter()
         .map(|e| (e.event_index, e.format))
         .collect();
     step(&format!(
-        "simulated Canvas: {} courses, {} students each → {} events, {} deliveries ({} repeated)",
+        "simulated Canvas: {} courses, {} students each → {} events, {} deliveries ({} repeated, {} events lost)",
         args.courses,
         args.students,
         scenario.events.len(),
         emissions.len(),
-        emissions.iter().filter(|e| e.duplicate).count()
+        emissions.iter().filter(|e| e.duplicate).count(),
+        lost.len()
     ));
 
     // A downstream system subscribed to every change event (the template's example rule).
@@ -288,7 +353,8 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
         bail!("the live-events queue did not drain within 120 s");
     }
     step("waiting for every change event to reach the subscriber");
-    let expected_events = scenario.events.len() as u64;
+    let delivered_events = (scenario.events.len() - lost.len()) as u64;
+    let expected_events = delivered_events;
     let wait = progress_bar_for(expected_events, "change events at the subscriber");
     let mut arrived = subscriber.unique_events();
     let mut last_change = Instant::now();
@@ -302,12 +368,42 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
         wait.set_position(arrived);
     }
     wait.finish_and_clear();
+
+    step("reconciling every course against Canvas's API (the scheduled pass, run now)");
+    let planned = stack
+        .invoke(
+            "ReconcilerFunction",
+            serde_json::json!({"all_courses": true}),
+        )
+        .await?;
+    let courses = planned["courses"].as_f64().unwrap_or(0.0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stack.metrics.sum("CoursesReconciled", &[]) + stack.metrics.sum("ReconcileFailures", &[])
+        < courses
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let healed = stack.metrics.sum("ReconcileChangesSubmitted", &[]) as u64;
+    let expected_events = delivered_events + healed;
+    let mut last_change = Instant::now();
+    while subscriber.unique_events() < expected_events
+        && last_change.elapsed() < Duration::from_secs(30)
+    {
+        let before = subscriber.unique_events();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if subscriber.unique_events() != before {
+            last_change = Instant::now();
+        }
+    }
     // Metrics of the last batch are flushed when its invocation ends.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let m = &stack.metrics;
-    let accepted = m.sum("EventsAccepted", &[]) + m.sum("EventsRecovered", &[]);
-    let duplicates = m.sum("DuplicatesDropped", &[]);
+    // Live events only (the reconciler's drift events take the same ingest path).
+    let live = |name: &str| m.sum(name, &[]) - m.sum(name, &[("Source", "reconciliation")]);
+    let accepted = live("EventsAccepted") + live("EventsRecovered");
+    let duplicates = live("DuplicatesDropped");
     let mut rejects = m.sum_by("EventsRejected", "Reason");
     for (reason, n) in m.sum_by("AuthFailures", "Reason") {
         *rejects.entry(reason).or_default() += n;
@@ -333,7 +429,24 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
             .context("no catalog table")?,
     );
     let rows = catalog.scan_all().await?;
-    let mismatches = scenario.truth.catalog_mismatches(&rows);
+    // Assignments and submissions: as delivered; what the reconciler fetches: Canvas's state.
+    let delivered_truth = Truth {
+        entities: scenario
+            .truth
+            .entities
+            .iter()
+            .filter(|((kind, _), _)| !RECONCILED_TYPES.contains(&kind.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let mut mismatches = delivered_truth.catalog_mismatches(&rows);
+    mismatches.extend(reconciled_mismatches(
+        &Truth::from_events(&scenario.events),
+        &api.world_snapshot(),
+        &rows,
+    ));
+    let api_stats = api.stats();
+    let drift = m.sum_by("ReconcileDrift", "EntityType");
     let live_dlq = stack.queue_depth("CanvasLiveEventsDLQ").await?;
     let changes_dlq = stack.queue_depth("ChangesDLQ").await?;
     let mut latencies = m.values("IngestLatency");
@@ -423,6 +536,36 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
         heal.enqueued,
         tick(heal_ok)
     ));
+    out.push_str("── reconciliation (Canvas API) ─────────────────────────────────────\n");
+    let reconciled = m.sum("CoursesReconciled", &[]);
+    out.push_str(&format!(
+        "  courses reconciled         {reconciled:>6.0}   (of {courses:.0} active) {}\n",
+        tick(reconciled == courses && courses > 0.0)
+    ));
+    out.push_str(&format!(
+        "  drift healed               {healed:>6}   (lost live events: {}) → change events to subscribers\n",
+        lost.len()
+    ));
+    for (entity_type, n) in &drift {
+        out.push_str(&format!("      {entity_type:<26} {n:>4.0}\n"));
+    }
+    out.push_str(&format!(
+        "  Canvas API requests        {:>6}   (GraphQL {}), cost {:.1} units, throttled {} {}\n",
+        api_stats.api_requests,
+        api_stats.graphql_requests,
+        api_stats.cost_total,
+        api_stats.throttled,
+        tick(api_stats.throttled == 0)
+    ));
+    out.push_str(&format!(
+        "  shared budget              {:>6.0}   DynamoDB lease calls · token refreshes {}\n",
+        m.sum("CanvasLeaseCalls", &[]),
+        api_stats
+            .token_requests
+            .get("refresh_token")
+            .copied()
+            .unwrap_or(0)
+    ));
     out.push_str("── catalog ─────────────────────────────────────────────────────────\n");
     out.push_str(&format!(
         "  rows                       {:>6}   ({} deleted)\n",
@@ -449,6 +592,8 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
     out.push_str("────────────────────────────────────────────────────────────────────\n");
     let ok = all_accepted
         && all_arrived
+        && reconciled == courses
+        && api_stats.throttled == 0
         && heal_ok
         && sequence_problems.is_empty()
         && mismatches.is_empty()
@@ -458,7 +603,7 @@ async fn run_demo(args: &DemoArgs, canvas: &SimulatedCanvas, stack: &LocalStack)
         out.push_str("✗ something did not add up: see above\n");
         bail!(out);
     }
-    out.push_str("✓ every valid event became exactly one change event, in order per entity; the catalog matches Canvas; every bad delivery was refused\n");
+    out.push_str("✓ every valid event became exactly one change event, in order per entity; what Canvas lost was healed from its API; the catalog matches Canvas; every bad delivery was refused\n");
     Ok(out)
 }
 

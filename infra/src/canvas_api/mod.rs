@@ -151,3 +151,49 @@ impl Default for ApiSimConfig {
         }
     }
 }
+
+/// The entity types coursewire's reconciler fetches from the API (assignments and submissions
+/// are left to live events).
+pub const RECONCILED_TYPES: [&str; 6] = [
+    "course",
+    "section",
+    "enrollment",
+    "user",
+    "module",
+    "module_item",
+];
+
+/// Users with a live enrollment somewhere: those the API's rosters show.
+pub fn rostered_users(world: &World) -> std::collections::BTreeSet<String> {
+    world
+        .enrollments
+        .values()
+        .filter(|e| e.workflow_state != "deleted")
+        .map(|e| e.user_id.to_string())
+        .collect()
+}
+
+/// Where a catalog differs from `truth` for the reconciled types, after reconciliation against
+/// `world`. What the API cannot show is not expected: entities Canvas deleted before the
+/// catalog ever heard of them, users in no course's roster, and users' `workflow_state`.
+pub fn reconciled_mismatches(
+    truth: &crate::canvas_sim::Truth,
+    world: &World,
+    rows: &[coursewire::catalog::EntityRecord],
+) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let rostered = rostered_users(world);
+    let mut expected = crate::canvas_sim::Truth::default();
+    for ((kind, id), state) in &truth.entities {
+        let known = keys.contains(format!("{kind}:{id}").as_str());
+        let visible = !state.deleted && (kind != "user" || rostered.contains(id));
+        if RECONCILED_TYPES.contains(&kind.as_str()) && (known || visible) {
+            let mut state = state.clone();
+            if kind == "user" {
+                state.workflow_state = None;
+            }
+            expected.entities.insert((kind.clone(), id.clone()), state);
+        }
+    }
+    expected.catalog_mismatches(rows)
+}
