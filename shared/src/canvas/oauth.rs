@@ -43,6 +43,10 @@ pub struct Credentials {
     pub access_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token_expires_at: Option<DateTime<Utc>>,
+    /// When Canvas issued it: a token that lives shorter than four refresh margins is used
+    /// for three quarters of its life before it is refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_issued_at: Option<DateTime<Utc>>,
     /// Set when Canvas refused the refresh token; cleared by re-authorizing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
@@ -73,8 +77,8 @@ pub struct AccessToken {
     secret: Arc<str>,
     base_url: reqwest::Url,
     expires_at: DateTime<Utc>,
-    /// When this process got it (from Canvas or the secret).
-    obtained_at: DateTime<Utc>,
+    /// When Canvas issued it, if known.
+    issued_at: Option<DateTime<Utc>>,
 }
 
 impl AccessToken {
@@ -83,8 +87,14 @@ impl AccessToken {
             secret: secret.into(),
             base_url,
             expires_at,
-            obtained_at: Utc::now(),
+            issued_at: None,
         }
+    }
+
+    /// The same token, knowing when it was issued (see [`Credentials::access_token_issued_at`]).
+    pub fn issued_at(mut self, issued_at: Option<DateTime<Utc>>) -> Self {
+        self.issued_at = issued_at;
+        self
     }
 
     /// The bearer value. Never log it.
@@ -103,7 +113,10 @@ impl AccessToken {
     /// Valid for longer than `margin` — or, for a token that lives shorter than four margins,
     /// than a quarter of its life, so short-lived tokens are used before being refreshed.
     fn valid_for(&self, margin: Duration) -> bool {
-        let margin = delta(margin).min((self.expires_at - self.obtained_at) / 4);
+        let margin = match self.issued_at {
+            Some(issued) => delta(margin).min((self.expires_at - issued) / 4),
+            None => delta(margin),
+        };
         self.expires_at - Utc::now() > margin
     }
 }
@@ -422,6 +435,7 @@ pub async fn authorize(
         client_secret: app.client_secret.clone(),
         refresh_token,
         access_token_expires_at: Some(expiry(&grant)),
+        access_token_issued_at: Some(Utc::now()),
         access_token: Some(grant.access_token),
         revoked_at: None,
         extra: serde_json::Map::new(),
@@ -636,6 +650,7 @@ impl TokenSource {
         let expires_at = expiry(&grant);
         credentials.access_token = Some(grant.access_token);
         credentials.access_token_expires_at = Some(expires_at);
+        credentials.access_token_issued_at = Some(Utc::now());
         if let Some(refresh_token) = grant.refresh_token {
             credentials.refresh_token = refresh_token;
         }
@@ -678,6 +693,7 @@ impl TokenSource {
         credentials.revoked_at = Some(Utc::now());
         credentials.access_token = None;
         credentials.access_token_expires_at = None;
+        credentials.access_token_issued_at = None;
         if let Err(e) = self.store.save(&credentials).await {
             tracing::warn!(credentials = self.store.id(), error = %e, "could not mark the Canvas grant revoked in the secret");
         }
@@ -731,9 +747,10 @@ fn stored_token(credentials: &Credentials) -> Result<Option<AccessToken>, Canvas
             &credentials.access_token,
             credentials.access_token_expires_at,
         ) {
-            (Some(secret), Some(expires_at)) if !secret.is_empty() => {
-                Some(AccessToken::new(secret, base_url, expires_at))
-            }
+            (Some(secret), Some(expires_at)) if !secret.is_empty() => Some(
+                AccessToken::new(secret, base_url, expires_at)
+                    .issued_at(credentials.access_token_issued_at),
+            ),
             _ => None,
         },
     )
@@ -833,6 +850,22 @@ mod tests {
     use super::*;
     use crate::telemetry::CollectingSink;
 
+    #[test]
+    fn short_lived_tokens_are_used_for_three_quarters_of_their_life() {
+        let url = reqwest::Url::parse("https://canvas.test").unwrap();
+        let now = Utc::now();
+        // 4 s lifetime, 1 s used: with a 5 min margin it would never be used at all.
+        let short = AccessToken::new("t", url.clone(), now + TimeDelta::seconds(3))
+            .issued_at(Some(now - TimeDelta::seconds(1)));
+        assert!(short.valid_for(Duration::from_secs(300)));
+        let late = AccessToken::new("t", url.clone(), now + TimeDelta::milliseconds(500))
+            .issued_at(Some(now - TimeDelta::milliseconds(3500)));
+        assert!(!late.valid_for(Duration::from_secs(300)));
+        // Issue time unknown (or an hour-long token): the margin applies as is.
+        let unknown = AccessToken::new("t", url, now + TimeDelta::seconds(200));
+        assert!(!unknown.valid_for(Duration::from_secs(300)));
+    }
+
     /// A token endpoint that counts refreshes and answers from a script.
     pub(crate) struct FakeEndpoint {
         pub refreshes: AtomicU64,
@@ -885,6 +918,7 @@ mod tests {
             refresh_token: "refresh-1".into(),
             access_token: access.map(|(t, _)| t.to_string()),
             access_token_expires_at: access.map(|(_, s)| Utc::now() + TimeDelta::seconds(s)),
+            access_token_issued_at: None,
             revoked_at: None,
             extra: serde_json::Map::from_iter([("note".to_string(), "kept".into())]),
         }

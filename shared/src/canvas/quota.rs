@@ -123,6 +123,10 @@ impl QuotaSettings {
     }
 }
 
+/// The longest a lease is reserved ahead of being usable; beyond that a process waits
+/// without writing (the budget is taken for longer than it would queue).
+const MAX_RESERVE_AHEAD_MS: i64 = 5_000;
+
 /// The answer of the pure GCRA step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gcra {
@@ -491,9 +495,18 @@ impl Quota {
         let mut failures = 0;
         loop {
             let now = self.now_ms();
-            let new_tat = match gcra(*cached_tat, now, units, rate, burst) {
-                Gcra::Granted { tat_ms } => tat_ms,
+            // Reserve ahead: a lease that must wait is written now and waited out after, so
+            // waiting processes do not all wake at once to race for the same write, and
+            // leases are served in the order they were reserved.
+            let (new_tat, wait_ms) = match gcra(*cached_tat, now, units, rate, burst) {
+                Gcra::Granted { tat_ms } => (tat_ms, 0),
+                Gcra::Wait { ms } if ms <= MAX_RESERVE_AHEAD_MS => {
+                    let base = cached_tat.unwrap_or(now).max(now);
+                    (base + millis_ceil(units / rate), ms)
+                }
                 Gcra::Wait { ms } => {
+                    // The queue is long: wait until a reservation would be near, unwritten.
+                    let ms = ms - MAX_RESERVE_AHEAD_MS;
                     lock(&self.stats).wait_ms += ms as u64;
                     tokio::time::sleep(Duration::from_millis(ms as u64)).await;
                     continue;
@@ -503,6 +516,10 @@ impl Quota {
             match self.store.swap(&self.key, *cached_tat, new_tat).await {
                 Ok(Swap::Done) => {
                     *cached_tat = Some(new_tat);
+                    if wait_ms > 0 {
+                        lock(&self.stats).wait_ms += wait_ms as u64;
+                        tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
+                    }
                     lock(&self.stats).units_leased += units;
                     return Ok(());
                 }

@@ -179,6 +179,7 @@ fn harness(base: &str, revoked: bool) -> Harness {
         refresh_token: "r".into(),
         access_token: Some("initial".into()),
         access_token_expires_at: Some(Utc::now() + TimeDelta::hours(1)),
+        access_token_issued_at: None,
         revoked_at: None,
         extra: Default::default(),
     };
