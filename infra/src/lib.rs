@@ -1,3 +1,4 @@
+pub mod bench_report;
 pub mod canvas_api;
 pub mod canvas_sim;
 pub mod event_sources;

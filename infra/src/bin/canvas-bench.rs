@@ -24,6 +24,7 @@ use coursewire::canvas::{
     Roster, Swap, TokenSettings, TokenSource,
 };
 use coursewire::telemetry::CollectingSink;
+use coursewire_infra::bench_report::{command_line, git_commit, machine};
 use coursewire_infra::canvas_api::{
     ApiSimConfig, ApiStats, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TokenGrant,
     World,
@@ -1317,7 +1318,7 @@ impl Report {
         )];
         lines.extend(self.lines.iter().cloned());
         lines.push(("machine".to_string(), machine()));
-        lines.push(("command".to_string(), command_line()));
+        lines.push(("command".to_string(), command_line("canvas-bench")));
         let width = lines
             .iter()
             .map(|(k, _)| k.chars().count())
@@ -1352,49 +1353,4 @@ fn progress(len: usize, label: &'static str) -> ProgressBar {
     );
     bar.set_prefix(label);
     bar
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
-    format!(
-        "{cores} cores, {model}, {}; load average {load} at the end",
-        std::env::consts::ARCH
-    )
-}
-
-fn git_commit() -> Option<String> {
-    let root = repo_root().ok()?;
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()?;
-    let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !commit.is_empty()).then_some(commit)
-}
-
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut line = "cargo run --release -p coursewire-infra --bin canvas-bench".to_string();
-    if !args.is_empty() {
-        line.push_str(" -- ");
-        line.push_str(&args.join(" "));
-    }
-    line
 }

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 use coursewire::live_events::{self, DeliveryHints};
+use coursewire_infra::bench_report::{command_line, git_commit, machine};
 use coursewire_infra::canvas_sim::{
     CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
     ScenarioConfig,
@@ -2001,7 +2002,7 @@ impl Report {
         ];
         lines.extend(self.lines.iter().cloned());
         lines.push(("machine".to_string(), machine()));
-        lines.push(("command".to_string(), command_line()));
+        lines.push(("command".to_string(), command_line("ingest-bench")));
         let width = lines
             .iter()
             .map(|(k, _)| k.chars().count())
@@ -2017,58 +2018,4 @@ impl Report {
         out.push_str("```");
         out
     }
-}
-
-fn machine() -> String {
-    let cores = std::process::Command::new("nproc")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            std::thread::available_parallelism()
-                .ok()
-                .map(|n| n.to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
-    format!(
-        "{cores} cores (nproc), {model}, {}; load average {load} at the end",
-        std::env::consts::ARCH
-    )
-}
-
-fn git_commit() -> Option<String> {
-    let root = coursewire_infra::repo::repo_root().ok()?;
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()?;
-    let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !commit.is_empty()).then_some(commit)
-}
-
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut line = "cargo run --release -p coursewire-infra --bin ingest-bench".to_string();
-    if !args.is_empty() {
-        line.push_str(" -- ");
-        line.push_str(&args.join(" "));
-    }
-    line
 }

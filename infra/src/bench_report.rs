@@ -1,0 +1,50 @@
+//! What every benchmark binary prints about where and how it ran, so a figure pasted into
+//! BENCHMARKS.md carries its machine, commit and exact command.
+
+/// Cores, CPU model, architecture and the load average when the run ended.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "{cores} cores, {model}, {}; load average {load} at the end",
+        std::env::consts::ARCH
+    )
+}
+
+/// The repository's short commit, when it is a git checkout.
+pub fn git_commit() -> Option<String> {
+    let root = crate::repo::repo_root().ok()?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+/// The command that reproduces this run: `cargo run` of `binary` with the same arguments.
+pub fn command_line(binary: &str) -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut line = format!("cargo run --release -p coursewire-infra --bin {binary}");
+    if !args.is_empty() {
+        line.push_str(" -- ");
+        line.push_str(&args.join(" "));
+    }
+    line
+}
