@@ -70,6 +70,39 @@ async fn start(
     Ok((sim, h))
 }
 
+/// Reads the Canvas credentials secret as the functions see it.
+#[derive(Clone)]
+struct SecretReader {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl SecretReader {
+    fn new(h: &Harness) -> Result<Self> {
+        Ok(Self {
+            client: aws_sdk_secretsmanager::Client::new(&h.stack.aws),
+            secret_id: h
+                .stack
+                .deployed
+                .ref_value(CANVAS_SECRET)
+                .context("no Canvas credentials secret")?
+                .to_string(),
+        })
+    }
+
+    async fn read(&self) -> Result<Value> {
+        let text = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await?
+            .secret_string
+            .unwrap_or_default();
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
 fn account_id(sim: &CanvasApiSim) -> String {
     sim.world_snapshot().account_id.to_string()
 }
@@ -309,13 +342,7 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
     sim.set_latency(Duration::from_millis(150));
     // Another integration on the same Canvas token (it reads the shared secret), ignoring
     // coursewire's budget: bursts of 16 requests at once overflow the bucket.
-    let secret_id = h
-        .stack
-        .deployed
-        .ref_value(CANVAS_SECRET)
-        .context("no secret")?
-        .to_string();
-    let secrets = aws_sdk_secretsmanager::Client::new(&h.stack.aws);
+    let secret = SecretReader::new(&h)?;
     let stop = Arc::new(AtomicBool::new(false));
     let rogue = {
         let (sim, stop) = (sim.clone(), stop.clone());
@@ -327,15 +354,10 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
                 account_id(&sim)
             );
             while !stop.load(Ordering::Relaxed) {
-                let stored = secrets
-                    .get_secret_value()
-                    .secret_id(&secret_id)
-                    .send()
-                    .await;
-                let token = stored
+                let token = secret
+                    .read()
+                    .await
                     .ok()
-                    .and_then(|s| s.secret_string)
-                    .and_then(|text| serde_json::from_str::<Value>(&text).ok())
                     .and_then(|v| v["access_token"].as_str().map(str::to_string));
                 if let Some(token) = token {
                     let burst = (0..16).map(|_| http.get(&url).bearer_auth(&token).send());
@@ -407,26 +429,11 @@ async fn a_revoked_grant_stops_every_call_and_raises_the_alert() -> Result<()> {
         .find(|e| e.entity.0 == "course")
         .map(|e| e.entity.1.clone())
         .context("no course in the scenario")?;
-    let secret_id = h
-        .stack
-        .deployed
-        .ref_value(CANVAS_SECRET)
-        .context("no secret")?
+    let secret = SecretReader::new(&h)?;
+    let refresh_token = secret.read().await?["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
         .to_string();
-    let secrets = aws_sdk_secretsmanager::Client::new(&h.stack.aws);
-    let refresh_token = {
-        let text = secrets
-            .get_secret_value()
-            .secret_id(&secret_id)
-            .send()
-            .await?
-            .secret_string
-            .unwrap_or_default();
-        serde_json::from_str::<Value>(&text)?["refresh_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
 
     sim.revoke_grant(&refresh_token);
     let err = h
@@ -441,15 +448,8 @@ async fn a_revoked_grant_stops_every_call_and_raises_the_alert() -> Result<()> {
     );
 
     // Every function now knows: the secret says so, and nothing calls Canvas any more.
-    let text = secrets
-        .get_secret_value()
-        .secret_id(&secret_id)
-        .send()
-        .await?
-        .secret_string
-        .unwrap_or_default();
     ensure!(
-        serde_json::from_str::<Value>(&text)?["revoked_at"].is_string(),
+        secret.read().await?["revoked_at"].is_string(),
         "the secret does not record the revocation"
     );
     let calls = canvas_calls(&sim);

@@ -1,5 +1,7 @@
 //! What every benchmark binary prints about where and how it ran, so a figure pasted into
-//! BENCHMARKS.md carries its machine, commit and exact command.
+//! BENCHMARKS.md carries its machine, commit and exact command, in one format.
+
+use hdrhistogram::Histogram;
 
 /// Cores, CPU model, architecture and the load average when the run ended.
 pub fn machine() -> String {
@@ -47,4 +49,27 @@ pub fn command_line(binary: &str) -> String {
         line.push_str(&args.join(" "));
     }
     line
+}
+
+/// `p50 … p90 … p99 … max … (n=…)` in milliseconds of a histogram recorded in microseconds.
+pub fn percentiles(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no samples".into();
+    }
+    let ms = |us: u64| {
+        let ms = us as f64 / 1e3;
+        if ms < 10.0 {
+            format!("{ms:.2}")
+        } else {
+            format!("{ms:.1}")
+        }
+    };
+    format!(
+        "p50 {}  p90 {}  p99 {}  max {}  (n={})",
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.90)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max()),
+        h.len()
+    )
 }

@@ -24,7 +24,7 @@ use coursewire::canvas::{
     Roster, Swap, TokenSettings, TokenSource,
 };
 use coursewire::telemetry::CollectingSink;
-use coursewire_infra::bench_report::{command_line, git_commit, machine};
+use coursewire_infra::bench_report::{command_line, git_commit, machine, percentiles};
 use coursewire_infra::canvas_api::{
     ApiSimConfig, ApiStats, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TokenGrant,
     World,
@@ -929,28 +929,6 @@ fn histogram() -> Histogram<u64> {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
-}
-
-fn percentiles(h: &Histogram<u64>) -> String {
-    if h.is_empty() {
-        return "no samples".into();
-    }
-    let ms = |us: u64| {
-        let ms = us as f64 / 1e3;
-        if ms < 10.0 {
-            format!("{ms:.2}")
-        } else {
-            format!("{ms:.1}")
-        }
-    };
-    format!(
-        "p50 {}  p90 {}  p99 {}  max {}  (n={})",
-        ms(h.value_at_quantile(0.50)),
-        ms(h.value_at_quantile(0.90)),
-        ms(h.value_at_quantile(0.99)),
-        ms(h.max()),
-        h.len()
-    )
 }
 
 /// Sum of a field over every worker.

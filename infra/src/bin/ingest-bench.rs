@@ -25,7 +25,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 use coursewire::live_events::{self, DeliveryHints};
-use coursewire_infra::bench_report::{command_line, git_commit, machine};
+use coursewire_infra::bench_report::{command_line, git_commit, machine, percentiles};
 use coursewire_infra::canvas_sim::{
     CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
     ScenarioConfig,
@@ -1572,28 +1572,6 @@ fn cpu_time(stat: &str) -> Option<Duration> {
 }
 
 // ---------------------------------------------------------------- report
-
-fn percentiles(h: &Histogram<u64>) -> String {
-    if h.is_empty() {
-        return "no samples".into();
-    }
-    let ms = |us: u64| {
-        let ms = us as f64 / 1e3;
-        if ms < 10.0 {
-            format!("{ms:.2}")
-        } else {
-            format!("{ms:.1}")
-        }
-    };
-    format!(
-        "p50 {}  p90 {}  p99 {}  max {}  (n={})",
-        ms(h.value_at_quantile(0.50)),
-        ms(h.value_at_quantile(0.90)),
-        ms(h.value_at_quantile(0.99)),
-        ms(h.max()),
-        h.len()
-    )
-}
 
 struct Report {
     mode: Mode,

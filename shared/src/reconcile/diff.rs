@@ -11,6 +11,7 @@
 
 use crate::canvas::{Course, Enrollment, Module, ModuleItem, Roster, Section, User};
 use crate::catalog::{EntityRecord, normalize};
+use crate::live_events::entity::{globalise, shard_of};
 use crate::live_events::{self, DeliveryHints, Format, LiveEvent};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -145,22 +146,9 @@ pub fn diff(
 
 /// The entity key a Canvas id has in the catalog (local ids made global like live events').
 pub fn entity_key(entity_type: &str, id: &str, stamp: &Stamp) -> String {
-    let shard = stamp
-        .root_account_id
-        .as_deref()
-        .and_then(|root| root.parse::<u64>().ok())
-        .filter(|root| *root >= SHARD_FACTOR)
-        .map(|root| root / SHARD_FACTOR);
-    match (id.parse::<u64>(), shard) {
-        (Ok(local), Some(shard)) if local < SHARD_FACTOR => {
-            format!("{entity_type}:{}", shard * SHARD_FACTOR + local)
-        }
-        _ => format!("{entity_type}:{id}"),
-    }
+    let root = stamp.root_account_id.as_deref().map(Value::from);
+    format!("{entity_type}:{}", globalise(id, shard_of(root.as_ref())))
 }
-
-/// Canvas global ids are `shard * 10^13 + local id`.
-const SHARD_FACTOR: u64 = 10_000_000_000_000;
 
 /// Synthesizes the event for `body` and compares what it states with the catalog row.
 fn compare(
