@@ -1185,13 +1185,15 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
     Ok(())
 }
 
-/// Every example payload Instructure publishes (Canvas and Caliper formats), delivered
+/// Every example payload Instructure publishes (Canvas and Caliper formats; the project's
+/// fixtures where that corpus is absent), delivered
 /// over SQS with `event_name` / `event_time` attributes, ingests cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
-    let examples = load_examples()?;
+    let (corpus, examples) = load_examples()?;
+    let least = if corpus.is_instructure() { 100 } else { 20 };
     ensure!(
-        examples.len() > 100,
+        examples.len() > least,
         "only {} example payloads found",
         examples.len()
     );
@@ -1203,8 +1205,8 @@ async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
     for example in &examples {
         let body = example.payload.to_string();
         let hints = DeliveryHints {
-            event_name: Some(&example.event_name),
-            event_time: example.event_time.as_deref(),
+            event_name: Some(example.event_name()),
+            event_time: example.event_time(),
         };
         match live_events::parse_json(body.as_bytes(), hints) {
             Ok(event) => expected
@@ -1213,9 +1215,9 @@ async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
                 .push(example.source.clone()),
             Err(e) => failures.push(format!("{}: {} ({})", example.source, e, e.code())),
         }
-        let mut attributes = vec![("event_name".to_string(), example.event_name.clone())];
-        if let Some(time) = &example.event_time {
-            attributes.push(("event_time".to_string(), time.clone()));
+        let mut attributes = vec![("event_name".to_string(), example.event_name().to_string())];
+        if let Some(time) = example.event_time() {
+            attributes.push(("event_time".to_string(), time.to_string()));
         }
         messages.push((body, attributes));
     }
@@ -1261,7 +1263,7 @@ async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
             .find(|e| e.source == sources[0])
             .context("example")?;
         ensure!(
-            attr(item, "event_name") == Some(example.event_name.as_str()),
+            attr(item, "event_name") == Some(example.event_name()),
             "{}: stored as {:?}",
             example.source,
             attr(item, "event_name")

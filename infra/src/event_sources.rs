@@ -23,6 +23,7 @@ use aws_sdk_sqs::types::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
+use coursewire::function::QueueHandler;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,33 +32,25 @@ use tokio::time::Instant;
 use crate::provision::Deployed;
 use crate::template::{FunctionSpec, SqsEventSource};
 
-/// What a failed invocation returns (the same shape as `lambda_runtime::Error`).
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use coursewire::function::{HandlerError, HttpHandler, InvokeHandler, ScheduleHandler};
 
-/// An SQS-triggered function. `Err` fails the whole batch: every message
-/// returns to the queue after its visibility timeout.
+/// What the Lambda service hands an SQS-triggered function: Lambda's SQS event, answered with
+/// the partial batch response. `Err` fails the whole batch: every message returns to the
+/// queue after its visibility timeout.
 #[async_trait]
 pub trait SqsHandler: Send + Sync {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError>;
 }
 
-/// A function behind a function URL.
-#[async_trait]
-pub trait HttpHandler: Send + Sync {
-    async fn handle(&self, req: http::Request<Bytes>) -> http::Response<String>;
-}
+/// A function's queue handler behind Lambda's SQS event, through the same adapter the Lambda
+/// binary uses ([`coursewire::function::queue::handle_sqs`]).
+pub struct SqsFunction(pub Arc<dyn QueueHandler>);
 
-/// A function invoked by a schedule (EventBridge `Schedule` / `ScheduleV2` events), with the
-/// event's `Input` when the template sets one.
 #[async_trait]
-pub trait ScheduledHandler: Send + Sync {
-    async fn handle(&self, input: Option<serde_json::Value>) -> Result<(), HandlerError>;
-}
-
-/// A function invoked directly with a JSON event (`aws lambda invoke`), answering JSON.
-#[async_trait]
-pub trait InvokeHandler: Send + Sync {
-    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, HandlerError>;
+impl SqsHandler for SqsFunction {
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
+        coursewire::function::queue::handle_sqs(self.0.as_ref(), event).await
+    }
 }
 
 /// Adapts an async closure into an [`SqsHandler`].

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types as ddb;
 use aws_sdk_eventbridge::types as eb;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::template::{
     Context, FunctionSpec, PhysicalResource, ResolveError, Resource, Template, TemplateError,

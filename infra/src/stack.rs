@@ -4,7 +4,7 @@
 
 use crate::event_sources::{
     CounterSnapshot, FunctionUrlOptions, FunctionUrlServer, InvokeHandler, Schedule, Scheduler,
-    ShutdownToken, SqsPoller, SqsPollerConfig,
+    ShutdownToken, SqsFunction, SqsPoller, SqsPollerConfig,
 };
 use crate::fault_proxy::{FaultPlan, FaultProxy, FaultProxyError};
 use crate::functions::{self, FunctionError};
@@ -184,7 +184,9 @@ impl LocalStack {
         let mut pollers = BTreeMap::new();
         let mut schedulers = BTreeMap::new();
         for spec in &deployed.functions {
-            let function = functions::build(spec, &function_aws, metrics.clone())?;
+            let function = functions::build(spec, &function_aws, metrics.clone())
+                .await?
+                .handlers;
             if let Some(handler) = &function.invoke {
                 invokers.insert(spec.logical_id.clone(), handler.clone());
             }
@@ -202,17 +204,17 @@ impl LocalStack {
                 urls.insert(spec.logical_id.clone(), server);
             }
             for source in spec.sqs_events.iter().filter(|s| s.enabled) {
-                let Some(handler) = &function.sqs else {
+                let Some(handler) = &function.queue else {
                     continue;
                 };
+                let handler = Arc::new(SqsFunction(handler.clone()));
                 let mut config = SqsPollerConfig::for_event_source(&deployed, spec, source)?;
                 config.pollers = options.pollers;
-                let poller =
-                    SqsPoller::start(sqs.clone(), config, handler.clone(), &shutdown).await?;
+                let poller = SqsPoller::start(sqs.clone(), config, handler, &shutdown).await?;
                 pollers.insert(format!("{}/{}", spec.logical_id, source.name), poller);
             }
             for event in spec.schedules.iter().filter(|s| s.enabled) {
-                let Some(handler) = function.scheduled.clone() else {
+                let Some(handler) = function.schedule.clone() else {
                     continue;
                 };
                 let schedule = Schedule::parse(&event.expression)?;

@@ -1,7 +1,7 @@
 //! Reading `template.yaml` (AWS SAM) so the local stack is built from the same
 //! file that is deployed.
 //!
-//! Short-form intrinsics (`!Ref`, `!Sub`, `!GetAtt`, ...) arrive from serde_yaml
+//! Short-form intrinsics (`!Ref`, `!Sub`, `!GetAtt`, ...) arrive from serde_norway
 //! as [`Value::Tagged`]; long forms (`Ref`, `Fn::Sub`, ...) as one-key mappings.
 //! Both are evaluated by [`Template::resolve`] against a [`Context`] that maps
 //! logical ids to the physical names, URLs and ARNs the local stack created.
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use crate::repo;
 
@@ -35,7 +35,7 @@ pub enum TemplateError {
     #[error("template {origin} is not valid YAML: {source}")]
     Yaml {
         origin: String,
-        source: serde_yaml::Error,
+        source: serde_norway::Error,
     },
     #[error("template {origin}: {message}")]
     Structure { origin: String, message: String },
@@ -290,7 +290,7 @@ impl Template {
     }
 
     fn parse_with_origin(yaml: &str, origin: String) -> Result<Self, TemplateError> {
-        let root: Value = serde_yaml::from_str(yaml).map_err(|source| TemplateError::Yaml {
+        let root: Value = serde_norway::from_str(yaml).map_err(|source| TemplateError::Yaml {
             origin: origin.clone(),
             source,
         })?;
@@ -1429,7 +1429,10 @@ Resources:
     fn resolves_short_and_long_forms() {
         let t = Template::parse(SMALL).unwrap();
         let c = ctx();
-        let r = |yaml: &str| t.resolve(&serde_yaml::from_str(yaml).unwrap(), &c).unwrap();
+        let r = |yaml: &str| {
+            t.resolve(&serde_norway::from_str(yaml).unwrap(), &c)
+                .unwrap()
+        };
         assert_eq!(r("!Ref Stage"), Value::from("dev"));
         assert_eq!(r("{Ref: Size}"), Value::from("262144"));
         assert_eq!(
@@ -1457,7 +1460,7 @@ Resources:
         assert_eq!(r("!Select [1, !Split ['/', 'x/y/z']]"), Value::from("y"));
         assert_eq!(
             r("[a, !Ref AWS::NoValue, b]"),
-            serde_yaml::from_str::<Value>("[a, b]").unwrap()
+            serde_norway::from_str::<Value>("[a, b]").unwrap()
         );
         assert!(t.condition("NotProd", &c).unwrap());
     }
@@ -1467,7 +1470,7 @@ Resources:
         let t = Template::parse(SMALL).unwrap();
         let c = ctx();
         let e = |yaml: &str| {
-            t.resolve(&serde_yaml::from_str(yaml).unwrap(), &c)
+            t.resolve(&serde_norway::from_str(yaml).unwrap(), &c)
                 .unwrap_err()
                 .to_string()
         };
@@ -1640,6 +1643,15 @@ Resources:
             .unwrap();
         let c = repo_ctx(&t);
         let fs = t.functions(&c).unwrap();
+        // Every function of the template has a function crate the local stack can run.
+        for f in &fs {
+            assert!(
+                crate::functions::description(&f.binary).is_some(),
+                "{} (binary {}) has no description in functions::DESCRIPTIONS",
+                f.logical_id,
+                f.binary
+            );
+        }
         let https = fs
             .iter()
             .find(|f| f.logical_id == "IngestHttpsFunction")

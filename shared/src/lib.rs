@@ -14,6 +14,7 @@
 //! - [`processor`]: `changes.fifo` → catalog → change events, exactly one per source event
 //! - [`reconcile`]: Canvas's API vs the catalog → drift fed into `changes.fifo`
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
+//! - [`function`]: each function described once, run under Lambda and the local stack alike
 
 pub mod aws;
 pub mod bus;
@@ -21,6 +22,7 @@ pub mod canvas;
 pub mod catalog;
 pub mod changes;
 pub mod config;
+pub mod function;
 pub mod inbox;
 pub mod ingest;
 pub mod jwt;

@@ -11,11 +11,11 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use coursewire::changes::ChangeMessage;
+pub use coursewire::live_events::corpus::{Corpus, Example};
 use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing};
 use coursewire_infra::fault_proxy::FaultPlan;
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{LocalStack, StackOptions};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,15 +53,6 @@ pub fn unique_stage(test: &str) -> String {
 /// The repository root (the directory holding `template.yaml`).
 pub fn repo_root() -> Result<PathBuf> {
     coursewire_infra::repo::repo_root().map_err(|e| anyhow!("{e}"))
-}
-
-/// Instructure's published example payloads (`../shared/canvas-live-events` beside the
-/// repository), or `$COURSEWIRE_LIVE_EVENTS_DIR`.
-pub fn live_events_dir() -> PathBuf {
-    match std::env::var_os("COURSEWIRE_LIVE_EVENTS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/canvas-live-events"),
-    }
 }
 
 /// A string attribute of an item.
@@ -409,72 +400,11 @@ pub async fn take_changes(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
     Ok(records)
 }
 
-/// One example payload from Instructure's Live Events documentation.
-#[derive(Debug, Clone)]
-pub struct ExamplePayload {
-    /// `canvas/event-types/grade_change.json#0`
-    pub source: String,
-    /// The documented event name (the file's `name`).
-    pub event_name: String,
-    /// `metadata.event_time` (Canvas) or `data[0].eventTime` (Caliper), when present.
-    pub event_time: Option<String>,
-    pub payload: Value,
-}
-
-/// Every example payload under `canvas/event-types` and `caliper/event-types`.
-pub fn load_examples() -> Result<Vec<ExamplePayload>> {
-    let root = live_events_dir();
-    let mut examples = Vec::new();
-    for format in ["canvas", "caliper"] {
-        let dir = root.join(format).join("event-types");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .with_context(|| {
-                format!(
-                    "reading {} (set COURSEWIRE_LIVE_EVENTS_DIR to the example corpus)",
-                    dir.display()
-                )
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        for file in files {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let doc: Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", file.display()))?;
-            let name = doc["name"]
-                .as_str()
-                .with_context(|| format!("{} has no `name`", file.display()))?;
-            let file_name = file
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let list = doc["examples"]
-                .as_array()
-                .with_context(|| format!("{} has no `examples`", file.display()))?;
-            for (i, example) in list.iter().enumerate() {
-                let payload = example
-                    .get("payload")
-                    .cloned()
-                    .with_context(|| format!("{file_name} example {i} has no payload"))?;
-                let event_time = payload
-                    .pointer("/metadata/event_time")
-                    .or_else(|| payload.pointer("/data/0/eventTime"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                examples.push(ExamplePayload {
-                    source: format!("{format}/event-types/{file_name}#{i}"),
-                    event_name: payload
-                        .pointer("/metadata/event_name")
-                        .and_then(Value::as_str)
-                        .unwrap_or(name)
-                        .to_string(),
-                    event_time,
-                    payload,
-                });
-            }
-        }
-    }
-    Ok(examples)
+/// Every example payload of the conformance corpus (both formats), announcing which corpus
+/// it is: Instructure's examples where present, else the project's fixtures.
+pub fn load_examples() -> Result<(Corpus, Vec<Example>)> {
+    let corpus = Corpus::locate()?;
+    eprintln!("live-events corpus: {}", corpus.describe());
+    let examples = corpus.all_examples()?;
+    Ok((corpus, examples))
 }

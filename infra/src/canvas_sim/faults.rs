@@ -1,5 +1,6 @@
 //! Every class of bad delivery coursewire must refuse, with the answer it must give: forged
-//! and tampered tokens (401), oversized bodies (413), malformed JSON or envelopes from an
+//! and tampered tokens, unknown critical header extensions and claims of the wrong type (401),
+//! oversized bodies (413), malformed JSON or envelopes from an
 //! authenticated sender (400), and malformed SQS messages (recorded as rejects, removed from
 //! the queue). The demo and the end-to-end tests send the same list.
 
@@ -66,6 +67,10 @@ pub fn rejection_cases(
         let cut = &text[..text.len() / 2];
         ring.sign_raw_claims(cut)
     };
+    let mut exp_as_text = claims.clone();
+    exp_as_text["exp"] = json!((now + 300).to_string());
+    let mut nbf_as_text = claims.clone();
+    nbf_as_text["nbf"] = json!("yesterday");
     let sample_json = sample.to_string();
     let event_name = sample
         .pointer("/metadata/event_name")
@@ -114,6 +119,30 @@ pub fn rejection_cases(
             ring.sign(&wrong_issuer),
             401,
             "wrong_issuer",
+        ),
+        https(
+            "crit header naming an extension coursewire does not understand",
+            ring.sign_with_critical_extension(&claims),
+            401,
+            "unsupported_crit",
+        ),
+        https(
+            "exp claim that is a string, not a NumericDate",
+            ring.sign(&exp_as_text),
+            401,
+            "invalid_claim_type",
+        ),
+        https(
+            "nbf claim that is not a NumericDate",
+            ring.sign(&nbf_as_text),
+            401,
+            "invalid_claim_type",
+        ),
+        https(
+            "signed claims that are a JSON array, not an object",
+            ring.sign(&json!([claims.clone()])),
+            401,
+            "invalid_claims",
         ),
         https(
             "unsigned JSON while signing is required",

@@ -92,7 +92,14 @@ impl SigningKey {
             "typ": "JWT",
             "kid": kid_override.unwrap_or(&self.kid),
         });
-        let signing_input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        self.sign_input(&format!(
+            "{}.{payload}",
+            URL_SAFE_NO_PAD.encode(header.to_string())
+        ))
+    }
+
+    /// Appends the RS256 signature of `signing_input` (`<header>.<payload>`).
+    fn sign_input(&self, signing_input: &str) -> String {
         let mut signature = vec![0u8; self.pair.public_modulus_len()];
         self.pair
             .sign(
@@ -211,6 +218,17 @@ impl KeyRing {
     pub fn sign_raw_claims(&self, claims_text: &str) -> String {
         self.key(KeySlot::Current)
             .sign_payload_segment(&URL_SAFE_NO_PAD.encode(claims_text), None)
+    }
+
+    /// A correctly signed token whose header also carries `crit` naming a JWS extension
+    /// (`b64`, RFC 7797) that changes how the payload is read: a receiver that ignores `crit`
+    /// accepts a token it does not understand.
+    pub fn sign_with_critical_extension(&self, claims: &Value) -> String {
+        let key = self.key(KeySlot::Current);
+        let header = json!({
+            "alg": "RS256", "typ": "JWT", "kid": key.kid, "crit": ["b64"], "b64": true,
+        });
+        key.sign_input(&signing_input(&header, claims))
     }
 
     /// Unsigned token (`alg: none`, empty signature) carrying the current kid.

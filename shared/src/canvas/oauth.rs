@@ -783,6 +783,28 @@ pub struct TokenKeeper {
     function: String,
 }
 
+/// The schedule refreshes and reports; a direct invocation answers the token's health.
+#[async_trait]
+impl crate::function::ScheduleHandler for TokenKeeper {
+    async fn handle(
+        &self,
+        _input: Option<serde_json::Value>,
+    ) -> Result<(), crate::function::HandlerError> {
+        self.run().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::function::InvokeHandler for TokenKeeper {
+    async fn invoke(
+        &self,
+        _event: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::function::HandlerError> {
+        Ok(serde_json::to_value(self.run().await?)?)
+    }
+}
+
 impl TokenKeeper {
     pub fn new(
         tokens: Arc<TokenSource>,

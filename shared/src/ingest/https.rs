@@ -6,6 +6,7 @@
 //! retries those).
 
 use super::{Ingestor, Outcome};
+use crate::function::HttpHandler;
 use crate::inbox::Source;
 use crate::jwt::VerifyError;
 use crate::live_events::{self, DeliveryHints, LiveEvent};
@@ -33,6 +34,13 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
         status,
         json!({"error": code, "message": message.to_string()}),
     )
+}
+
+#[async_trait::async_trait]
+impl HttpHandler for Ingestor {
+    async fn handle(&self, request: Request<Bytes>) -> Response<String> {
+        self.handle_http(request).await
+    }
 }
 
 impl Ingestor {
@@ -135,27 +143,20 @@ impl Ingestor {
             };
             match verifier.verify(token).await {
                 Ok(claims) => (live_events::from_jwt_claims(claims), Some(token)),
-                Err(VerifyError::InvalidClaims) => {
+                Err(e @ VerifyError::ClaimsNotJson) => {
                     // Authentic but unreadable: the sender's bug, not an attack. Keep it.
                     let claims = token
                         .split('.')
                         .nth(1)
                         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
                         .unwrap_or_default();
-                    let reason = "the signed claims are not a JSON object";
                     if let Err(store) = self
-                        .reject(
-                            Source::Https,
-                            "invalid_json",
-                            reason.into(),
-                            &claims,
-                            metrics,
-                        )
+                        .reject(Source::Https, e.code(), e.to_string(), &claims, metrics)
                         .await
                     {
                         tracing::warn!(error = %store, "could not record reject");
                     }
-                    return error(StatusCode::BAD_REQUEST, "invalid_json", reason);
+                    return error(StatusCode::BAD_REQUEST, e.code(), e);
                 }
                 Err(e) if e.is_transient() => {
                     metrics.count("JwksUnavailable", &[("Source", "https")], 1);

@@ -3,43 +3,36 @@
 //! only transient failures are reported back, so SQS retries just those messages.
 
 use super::Ingestor;
+use crate::function::{BatchOutcome, HandlerError, QueueHandler, QueueMessage};
 use crate::inbox::Source;
 use crate::live_events::{self, DeliveryHints};
 use crate::telemetry::Unit;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use async_trait::async_trait;
 use chrono::Utc;
 use futures::future::join_all;
 use std::time::Instant;
 
-fn attribute<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a str> {
-    message
-        .message_attributes
-        .get(name)
-        .and_then(|a| a.string_value.as_deref())
-}
-
-fn failure(message_id: &str) -> BatchItemFailure {
-    let mut failure = BatchItemFailure::default();
-    failure.item_identifier = message_id.to_string();
-    failure
+#[async_trait]
+impl QueueHandler for Ingestor {
+    async fn handle(&self, batch: Vec<QueueMessage>) -> Result<BatchOutcome, HandlerError> {
+        Ok(self.receive_batch(&batch).await)
+    }
 }
 
 impl Ingestor {
-    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// One batch of Canvas's SQS delivery; only transiently failed messages are reported.
+    pub async fn receive_batch(&self, batch: &[QueueMessage]) -> BatchOutcome {
         let started = Instant::now();
         let metrics = self.metrics();
         let received_at = Utc::now();
-        let mut failures = Vec::new();
+        let mut failures = BatchOutcome::default();
         let mut events = Vec::new();
         let mut event_ids = Vec::new();
         let mut rejects = Vec::new();
 
-        for (index, message) in event.records.iter().enumerate() {
-            let id = message
-                .message_id
-                .clone()
-                .unwrap_or_else(|| index.to_string());
-            let body = message.body.as_deref().unwrap_or("");
+        for message in batch {
+            let id = message.id.as_str();
+            let body = message.body.as_str();
             if body.len() > self.settings.max_event_bytes {
                 let reason = format!(
                     "message is {} bytes; the limit is {}",
@@ -59,8 +52,8 @@ impl Ingestor {
                 continue;
             }
             let hints = DeliveryHints {
-                event_name: attribute(message, "event_name"),
-                event_time: attribute(message, "event_time"),
+                event_name: message.attribute("event_name"),
+                event_time: message.attribute("event_time"),
             };
             match live_events::parse_json(body.as_bytes(), hints) {
                 Ok(event) => {
@@ -77,7 +70,7 @@ impl Ingestor {
         for ((id, body), outcome) in event_ids.into_iter().zip(outcomes) {
             match outcome {
                 Ok(_) => {}
-                Err(e) if e.is_transient() => failures.push(failure(&id)),
+                Err(e) if e.is_transient() => failures.fail(id),
                 // Storage refused this event for good (e.g. a validation error): keep it as a
                 // reject rather than let it cycle to the DLQ.
                 Err(e) => rejects.push((id, "storage_rejected", e.to_string(), body)),
@@ -91,14 +84,14 @@ impl Ingestor {
         for ((id, _, _, _), result) in rejects.iter().zip(recorded) {
             if let Err(e) = result {
                 tracing::warn!(message_id = %id, error = %e, "could not record reject; leaving the message for retry");
-                failures.push(failure(id));
+                failures.fail(*id);
             }
         }
 
         metrics.count(
             "BatchItemFailures",
             &[("Source", "sqs")],
-            failures.len() as u64,
+            failures.failed.len() as u64,
         );
         metrics.record(
             "BatchLatency",
@@ -107,9 +100,6 @@ impl Ingestor {
             started.elapsed().as_secs_f64() * 1e3,
         );
         metrics.flush();
-
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
+        failures
     }
 }

@@ -3,8 +3,10 @@
 //! and next key are listed).
 //!
 //! Strict by design: RS256 only (no `none`, no HMAC — the public key must never become an
-//! HMAC secret), `kid` required and looked up in the JWKS, `iss` required and checked,
-//! `exp`/`nbf`/`iat` checked with a small leeway when present.
+//! HMAC secret), `kid` required and looked up in the JWKS, a `crit` header refused (coursewire
+//! understands no JWS extension, RFC 7515 §4.1.11), `iss` required and checked, and
+//! `exp`/`nbf`/`iat` checked with a small leeway when present (and refused unless they are
+//! NumericDates).
 //!
 //! The JWS check is done here on aws-lc-rs with each key parsed once per JWKS fetch: the
 //! general-purpose JWT crates rebuild the RSA key from `n`/`e` on every verification, which
@@ -30,6 +32,10 @@ pub enum VerifyError {
     AlgorithmNotAllowed(String),
     #[error("token header has no `kid`")]
     MissingKid,
+    /// RFC 7515 §4.1.11: a token naming an extension the recipient does not understand in
+    /// `crit` must be rejected. coursewire understands none.
+    #[error("token header `crit` lists {0}; coursewire understands no JWS extension")]
+    UnsupportedCritical(String),
     #[error("`kid` is not in Canvas's JWKS")]
     UnknownKid,
     #[error("signature does not verify")]
@@ -44,8 +50,17 @@ pub enum VerifyError {
     MissingIssuer,
     #[error("token issuer is not the configured Canvas issuer")]
     WrongIssuer,
-    #[error("token claims are not a JSON object")]
-    InvalidClaims,
+    #[error("token claims are JSON but not a JSON object")]
+    ClaimsNotObject,
+    #[error("claim `{claim}` must be a NumericDate (a JSON number of seconds), not {found}")]
+    ClaimNotNumeric {
+        claim: &'static str,
+        found: &'static str,
+    },
+    /// Authentic (the signature verified) but unreadable: the sender's bug, not an attack,
+    /// so the payload is kept as a reject and answered 400 rather than 401.
+    #[error("the signed claims are not valid JSON")]
+    ClaimsNotJson,
     #[error("Canvas JWKS unavailable: {0}")]
     KeysUnavailable(String),
 }
@@ -57,6 +72,7 @@ impl VerifyError {
             VerifyError::Malformed => "malformed_token",
             VerifyError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
             VerifyError::MissingKid => "missing_kid",
+            VerifyError::UnsupportedCritical(_) => "unsupported_crit",
             VerifyError::UnknownKid => "unknown_kid",
             VerifyError::BadSignature => "bad_signature",
             VerifyError::Expired => "expired",
@@ -64,7 +80,9 @@ impl VerifyError {
             VerifyError::IssuedInFuture => "issued_in_future",
             VerifyError::MissingIssuer => "missing_issuer",
             VerifyError::WrongIssuer => "wrong_issuer",
-            VerifyError::InvalidClaims => "invalid_claims",
+            VerifyError::ClaimsNotObject => "invalid_claims",
+            VerifyError::ClaimNotNumeric { .. } => "invalid_claim_type",
+            VerifyError::ClaimsNotJson => "invalid_json",
             VerifyError::KeysUnavailable(_) => "jwks_unavailable",
         }
     }
@@ -88,6 +106,16 @@ struct Header<'a> {
     alg: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     kid: Option<std::borrow::Cow<'a, str>>,
+    /// Kept unparsed: its mere presence (even `null`) refuses the token.
+    #[serde(borrow, default, deserialize_with = "present")]
+    crit: Option<&'a serde_json::value::RawValue>,
+}
+
+/// `Some` for any value, `null` included (absent stays `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
+    serde::Deserialize::deserialize(deserializer).map(Some)
 }
 
 impl EventVerifier {
@@ -127,7 +155,7 @@ impl EventVerifier {
             .decode(payload)
             .map_err(|_| VerifyError::Malformed)?;
         let claims: Value =
-            serde_json::from_slice(&payload).map_err(|_| VerifyError::InvalidClaims)?;
+            serde_json::from_slice(&payload).map_err(|_| VerifyError::ClaimsNotJson)?;
         self.check_claims(&claims)?;
         Ok(claims)
     }
@@ -147,6 +175,11 @@ impl EventVerifier {
             }
             None => return Err(VerifyError::AlgorithmNotAllowed("(missing)".into())),
         }
+        if let Some(crit) = header.crit {
+            return Err(VerifyError::UnsupportedCritical(
+                crit.get().chars().take(64).collect(),
+            ));
+        }
         match header.kid {
             Some(kid) if !kid.is_empty() => Ok(kid.into_owned()),
             _ => Err(VerifyError::MissingKid),
@@ -154,7 +187,7 @@ impl EventVerifier {
     }
 
     fn check_claims(&self, claims: &Value) -> Result<(), VerifyError> {
-        let claims = claims.as_object().ok_or(VerifyError::InvalidClaims)?;
+        let claims = claims.as_object().ok_or(VerifyError::ClaimsNotObject)?;
         match claims.get("iss") {
             None => return Err(VerifyError::MissingIssuer),
             Some(Value::String(iss)) if *iss == self.issuer => {}
@@ -165,10 +198,14 @@ impl EventVerifier {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         let leeway = self.leeway_secs as f64;
-        let time = |name: &str| -> Result<Option<f64>, VerifyError> {
-            match claims.get(name) {
+        let time = |claim: &'static str| -> Result<Option<f64>, VerifyError> {
+            match claims.get(claim) {
                 None => Ok(None),
-                Some(v) => v.as_f64().map(Some).ok_or(VerifyError::InvalidClaims),
+                Some(Value::Number(n)) => Ok(n.as_f64()),
+                Some(other) => Err(VerifyError::ClaimNotNumeric {
+                    claim,
+                    found: json_kind(other),
+                }),
             }
         };
         if time("exp")?.is_some_and(|exp| now > exp + leeway) {
@@ -181,6 +218,18 @@ impl EventVerifier {
             return Err(VerifyError::IssuedInFuture);
         }
         Ok(())
+    }
+}
+
+/// How a JSON value's type is named in an error ("a string", "null"...).
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

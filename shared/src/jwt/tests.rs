@@ -31,10 +31,15 @@ impl Signer {
     }
 
     fn sign_with_header(&self, header: serde_json::Value, claims: &serde_json::Value) -> String {
+        self.sign_segments(&header.to_string(), &claims.to_string())
+    }
+
+    /// Signs a header and claims text verbatim (valid JSON or not).
+    fn sign_segments(&self, header: &str, claims: &str) -> String {
         let signing_input = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         );
         let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
@@ -301,6 +306,53 @@ async fn claims_are_checked() {
             .await
             .is_ok(),
         "exp and iat are optional"
+    );
+    for claim in ["exp", "nbf", "iat"] {
+        assert_eq!(
+            verifier
+                .verify(&with(json!({ claim: (now() + 600).to_string() })))
+                .await,
+            Err(VerifyError::ClaimNotNumeric {
+                claim,
+                found: "a string"
+            }),
+            "{claim} as a string"
+        );
+    }
+    assert_eq!(
+        verifier
+            .verify(&signer.sign(&json!([event_claims()])))
+            .await,
+        Err(VerifyError::ClaimsNotObject)
+    );
+}
+
+#[tokio::test]
+async fn a_critical_extension_is_refused() {
+    let signer = Signer::new("k1");
+    let verifier = verifier(FakeSource::new(&[&signer]), Duration::from_secs(300));
+    for crit in [json!(["b64"]), json!(["exp"]), json!([]), json!(null)] {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": "k1", "crit": crit, "b64": true});
+        let token = signer.sign_with_header(header, &event_claims());
+        let refused = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(
+            refused,
+            VerifyError::UnsupportedCritical(crit.to_string()),
+            "crit {crit}"
+        );
+        assert_eq!(refused.code(), "unsupported_crit");
+    }
+}
+
+#[tokio::test]
+async fn signed_claims_that_are_not_json_are_told_apart() {
+    let signer = Signer::new("k1");
+    let verifier = verifier(FakeSource::new(&[&signer]), Duration::from_secs(300));
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "k1"});
+    let token = signer.sign_segments(&header.to_string(), "{\"metadata\": {");
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(VerifyError::ClaimsNotJson)
     );
 }
 

@@ -8,6 +8,7 @@
 mod caliper;
 mod canonical;
 mod canvas;
+pub mod corpus;
 pub mod entity;
 pub mod time;
 

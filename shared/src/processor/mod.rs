@@ -24,9 +24,10 @@ use crate::bus::{
 };
 use crate::catalog::{self, EntityRecord};
 use crate::changes::{ChangeMessage, ReplayMode};
+use crate::function::{BatchOutcome, HandlerError, QueueHandler, QueueMessage};
 use crate::live_events::time::{format_sortable, parse_event_time};
 use crate::telemetry::{Metrics, MetricsSink, Unit};
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use async_trait::async_trait;
 use chrono::Utc;
 use futures::future::join_all;
 use std::collections::HashSet;
@@ -84,15 +85,19 @@ impl Processor {
         }
     }
 
-    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// One batch of `changes.fifo`; the outcome names the messages to deliver again.
+    pub async fn process_batch(&self, batch: Vec<QueueMessage>) -> BatchOutcome {
         let started = Instant::now();
         let metrics = Metrics::new(self.metrics.clone(), &self.function);
 
         // Parse; group by entity key keeping order.
         let mut groups: Vec<(String, Vec<Item>)> = Vec::new();
-        for (index, record) in event.records.into_iter().enumerate() {
-            let message_id = record.message_id.unwrap_or_else(|| index.to_string());
-            let body = record.body.unwrap_or_default();
+        for QueueMessage {
+            id: message_id,
+            body,
+            ..
+        } in batch
+        {
             let message = match serde_json::from_str::<ChangeMessage>(&body) {
                 Ok(message) => message,
                 Err(e) => {
@@ -185,15 +190,13 @@ impl Processor {
         }
 
         // A failure fails the rest of its group in this batch.
-        let mut failures = Vec::new();
+        let mut failures = BatchOutcome::default();
         for (_, items) in &groups {
             let mut group_failed = false;
             for item in items {
                 group_failed |= failed.contains(&item.message_id);
                 if group_failed {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = item.message_id.clone();
-                    failures.push(failure);
+                    failures.fail(item.message_id.clone());
                 }
             }
         }
@@ -204,9 +207,7 @@ impl Processor {
             started.elapsed().as_secs_f64() * 1000.0,
         );
         metrics.flush();
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
+        failures
     }
 
     /// Steps 1-3 for one group. One entry per message: `None` = failed (and so is every
@@ -330,6 +331,13 @@ impl Processor {
         Err(AwsError::Transient(format!(
             "catalog row {entity_key} kept changing under {COMMIT_ATTEMPTS} attempts"
         )))
+    }
+}
+
+#[async_trait]
+impl QueueHandler for Processor {
+    async fn handle(&self, batch: Vec<QueueMessage>) -> Result<BatchOutcome, HandlerError> {
+        Ok(self.process_batch(batch).await)
     }
 }
 

@@ -7,7 +7,6 @@ use crate::inbox::Source;
 use crate::live_events::Format;
 use crate::telemetry::CollectingSink;
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::SqsMessage;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -124,18 +123,15 @@ fn message(hash: &str, name: &str, time: &str, id: &str, state: &str) -> ChangeM
     }
 }
 
-fn batch(messages: &[&ChangeMessage]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = messages
+fn batch(messages: &[&ChangeMessage]) -> Vec<QueueMessage> {
+    messages
         .iter()
-        .map(|m| {
-            let mut record = SqsMessage::default();
-            record.message_id = Some(format!("msg-{}", m.event_hash));
-            record.body = Some(serde_json::to_string(m).unwrap());
-            record
+        .map(|m| QueueMessage {
+            id: format!("msg-{}", m.event_hash),
+            body: serde_json::to_string(m).unwrap(),
+            ..QueueMessage::default()
         })
-        .collect();
-    event
+        .collect()
 }
 
 struct Rig {
@@ -160,12 +156,8 @@ fn rig() -> Rig {
     }
 }
 
-fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
+fn failed_ids(outcome: &BatchOutcome) -> Vec<String> {
+    outcome.failed.clone()
 }
 
 const T1: &str = "2025-01-01T10:00:00.000000Z";
@@ -177,8 +169,8 @@ async fn publishes_one_change_per_event_with_gapless_sequences() {
     let rig = rig();
     let a = message("aa01", "enrollment_created", T1, "1", "invited");
     let b = message("aa02", "enrollment_updated", T2, "1", "active");
-    let response = rig.processor.handle_sqs(batch(&[&a, &b])).await;
-    assert!(response.batch_item_failures.is_empty());
+    let response = rig.processor.process_batch(batch(&[&a, &b])).await;
+    assert!(response.failed.is_empty());
     let published = rig.bus.published.lock().unwrap().clone();
     assert_eq!(published.len(), 2);
     assert_eq!(published[0].detail_type, "Enrollment Created");
@@ -194,9 +186,9 @@ async fn publishes_one_change_per_event_with_gapless_sequences() {
 async fn a_redelivered_message_is_not_published_twice() {
     let rig = rig();
     let a = message("bb01", "enrollment_created", T1, "2", "invited");
-    rig.processor.handle_sqs(batch(&[&a])).await;
-    let response = rig.processor.handle_sqs(batch(&[&a])).await;
-    assert!(response.batch_item_failures.is_empty());
+    rig.processor.process_batch(batch(&[&a])).await;
+    let response = rig.processor.process_batch(batch(&[&a])).await;
+    assert!(response.failed.is_empty());
     assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
 }
 
@@ -205,7 +197,7 @@ async fn late_events_are_published_flagged_without_regressing_state() {
     let rig = rig();
     let newer = message("cc01", "enrollment_updated", T3, "3", "completed");
     let older = message("cc02", "enrollment_updated", T2, "3", "active");
-    rig.processor.handle_sqs(batch(&[&newer, &older])).await;
+    rig.processor.process_batch(batch(&[&newer, &older])).await;
     let published = rig.bus.published.lock().unwrap().clone();
     assert_eq!(published.len(), 2);
     assert!(published[1].event.late);
@@ -226,8 +218,8 @@ async fn a_transient_commit_failure_is_retried_within_the_invocation() {
     let rig = rig();
     let a = message("hh01", "enrollment_created", T1, "9", "invited");
     fail_commit(&rig, "hh01", COMMIT_ATTEMPTS - 1);
-    let response = rig.processor.handle_sqs(batch(&[&a])).await;
-    assert!(response.batch_item_failures.is_empty());
+    let response = rig.processor.process_batch(batch(&[&a])).await;
+    assert!(response.failed.is_empty());
     assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
 }
 
@@ -242,10 +234,10 @@ async fn a_crash_between_any_two_steps_republishes_the_same_event_id() {
             "publish" => rig.bus.fail.lock().unwrap().push("dd01".into()),
             _ => rig.ledger.fail_mark.lock().unwrap().push("dd01".into()),
         }
-        let first = rig.processor.handle_sqs(batch(&[&a])).await;
+        let first = rig.processor.process_batch(batch(&[&a])).await;
         assert_eq!(failed_ids(&first), ["msg-dd01"], "step {step}");
-        let retry = rig.processor.handle_sqs(batch(&[&a])).await;
-        assert!(retry.batch_item_failures.is_empty(), "step {step}");
+        let retry = rig.processor.process_batch(batch(&[&a])).await;
+        assert!(retry.failed.is_empty(), "step {step}");
         let published = rig.bus.published.lock().unwrap().clone();
         // A crash after PutEvents (failed mark) publishes twice, with the same id.
         let expected = if step == "mark" { 2 } else { 1 };
@@ -257,7 +249,7 @@ async fn a_crash_between_any_two_steps_republishes_the_same_event_id() {
         );
         assert!(rig.ledger.store.lock().unwrap().outbox["dd01"].published);
         // And nothing more on a third delivery.
-        rig.processor.handle_sqs(batch(&[&a])).await;
+        rig.processor.process_batch(batch(&[&a])).await;
         assert_eq!(rig.bus.published.lock().unwrap().len(), expected);
     }
 }
@@ -269,13 +261,13 @@ async fn a_failure_fails_the_rest_of_its_group_only() {
     let a2 = message("ee02", "enrollment_updated", T2, "5", "active");
     let b1 = message("ee03", "enrollment_created", T1, "6", "invited");
     fail_commit(&rig, "ee01", COMMIT_ATTEMPTS);
-    let response = rig.processor.handle_sqs(batch(&[&a1, &b1, &a2])).await;
+    let response = rig.processor.process_batch(batch(&[&a1, &b1, &a2])).await;
     assert_eq!(failed_ids(&response), ["msg-ee01", "msg-ee02"]);
     let published = rig.bus.published.lock().unwrap().clone();
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].event.entity.key, "enrollment:6");
     // The retry applies the group in order.
-    rig.processor.handle_sqs(batch(&[&a1, &a2])).await;
+    rig.processor.process_batch(batch(&[&a1, &a2])).await;
     let sequences: Vec<u64> = rig
         .bus
         .published
@@ -292,13 +284,13 @@ async fn a_failure_fails_the_rest_of_its_group_only() {
 async fn replays_heal_silently_or_republish_flagged() {
     let rig = rig();
     let a = message("ff01", "enrollment_created", T1, "7", "invited");
-    rig.processor.handle_sqs(batch(&[&a])).await;
+    rig.processor.process_batch(batch(&[&a])).await;
     let mut heal = a.clone();
     heal.replay = Some(Replay {
         mode: ReplayMode::Heal,
         request_id: "r1".into(),
     });
-    rig.processor.handle_sqs(batch(&[&heal])).await;
+    rig.processor.process_batch(batch(&[&heal])).await;
     assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
 
     let mut republish = a.clone();
@@ -306,7 +298,7 @@ async fn replays_heal_silently_or_republish_flagged() {
         mode: ReplayMode::Republish,
         request_id: "r2".into(),
     });
-    rig.processor.handle_sqs(batch(&[&republish])).await;
+    rig.processor.process_batch(batch(&[&republish])).await;
     let published = rig.bus.published.lock().unwrap().clone();
     assert_eq!(published.len(), 2);
     assert!(published[1].event.replay);
@@ -319,12 +311,13 @@ async fn unreadable_messages_do_not_fail_the_batch() {
     let rig = rig();
     let a = message("gg01", "enrollment_created", T1, "8", "invited");
     let mut event = batch(&[&a]);
-    let mut junk = SqsMessage::default();
-    junk.message_id = Some("junk".into());
-    junk.body = Some("{not json".into());
-    event.records.push(junk);
-    let response = rig.processor.handle_sqs(event).await;
-    assert!(response.batch_item_failures.is_empty());
+    event.push(QueueMessage {
+        id: "junk".into(),
+        body: "{not json".into(),
+        ..QueueMessage::default()
+    });
+    let response = rig.processor.process_batch(event).await;
+    assert!(response.failed.is_empty());
     assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
 }
 

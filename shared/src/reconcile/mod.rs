@@ -10,7 +10,7 @@
 //! Work fans out per course so a large account finishes within Lambda limits:
 //! - on its schedule, the function lists the account's active courses and sends one message
 //!   per course to its own queue ([`Reconciler::plan`]);
-//! - each queue message reconciles one course ([`Reconciler::handle_sqs`]);
+//! - each queue message reconciles one course ([`Reconciler::reconcile_batch`]);
 //! - a direct invocation `{"course_id": "..."}` reconciles one course and returns the report.
 
 mod adapters;
@@ -24,10 +24,12 @@ pub use diff::{CourseSnapshot, Drift, DriftKind, Stamp, diff};
 use crate::aws::AwsError;
 use crate::canvas::{CanvasError, Course, Module, Roster};
 use crate::catalog::EntityRecord;
+use crate::function::{
+    BatchOutcome, HandlerError, InvokeHandler, QueueHandler, QueueMessage, ScheduleHandler,
+};
 use crate::live_events::LiveEvent;
 use crate::telemetry::{Metrics, MetricsSink, Unit};
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -324,11 +326,14 @@ impl Reconciler {
     }
 
     /// The fan-out queue's messages: one course each; failures are reported per message.
-    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut failures = Vec::new();
-        for (index, record) in event.records.into_iter().enumerate() {
-            let message_id = record.message_id.unwrap_or_else(|| index.to_string());
-            let body = record.body.unwrap_or_default();
+    pub async fn reconcile_batch(&self, batch: Vec<QueueMessage>) -> BatchOutcome {
+        let mut failures = BatchOutcome::default();
+        for QueueMessage {
+            id: message_id,
+            body,
+            ..
+        } in batch
+        {
             let Ok(message) = serde_json::from_str::<CourseMessage>(&body) else {
                 // Retrying cannot fix it; the next scheduled pass covers the course anyway.
                 tracing::error!(message_id, "unreadable reconcile message dropped");
@@ -342,27 +347,10 @@ impl Reconciler {
                 // A revoked grant fails every course alike; retries only add noise (the alert
                 // is raised by the client) — the next scheduled pass picks them up again.
                 Err(ReconcileError::Canvas(CanvasError::GrantRevoked)) => {}
-                Err(_) => {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = message_id;
-                    failures.push(failure);
-                }
+                Err(_) => failures.fail(message_id),
             }
         }
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
-    }
-
-    /// Any event the function receives: its queue's SQS batch (answered with the partial
-    /// batch failures), a schedule or a direct invocation.
-    pub async fn handle(&self, event: Value) -> Result<Value, ReconcileError> {
-        if event.get("Records").is_some() {
-            let batch: SqsEvent = serde_json::from_value(event)
-                .map_err(|e| ReconcileError::Request(format!("unreadable SQS event: {e}")))?;
-            return Ok(serde_json::to_value(self.handle_sqs(batch).await).unwrap_or_default());
-        }
-        self.handle_invoke(event).await
+        failures
     }
 
     /// A direct invocation or a schedule: `{"course_id": "..."}` reconciles that course,
@@ -386,6 +374,32 @@ impl Reconciler {
                 "give exactly one of `course_id` and `all_courses`".into(),
             )),
         }
+    }
+}
+
+#[async_trait]
+impl QueueHandler for Reconciler {
+    async fn handle(&self, batch: Vec<QueueMessage>) -> Result<BatchOutcome, HandlerError> {
+        Ok(self.reconcile_batch(batch).await)
+    }
+}
+
+/// The schedule plans the whole account (its `Input`, when set, is read as an invocation).
+#[async_trait]
+impl ScheduleHandler for Reconciler {
+    async fn handle(&self, input: Option<Value>) -> Result<(), HandlerError> {
+        match input {
+            Some(event) => self.handle_invoke(event).await.map(drop)?,
+            None => self.plan().await.map(drop)?,
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InvokeHandler for Reconciler {
+    async fn invoke(&self, event: Value) -> Result<Value, HandlerError> {
+        Ok(self.handle_invoke(event).await?)
     }
 }
 

@@ -4,7 +4,6 @@
 use super::*;
 use crate::canvas::{Enrollment, Section, User};
 use crate::telemetry::CollectingSink;
-use aws_lambda_events::event::sqs::SqsMessage;
 use std::sync::Mutex;
 
 const COURSE: &str = "21070000000000100";
@@ -169,19 +168,16 @@ fn fixture(revoked: bool, fail: bool) -> Fixture {
     }
 }
 
-fn sqs(bodies: &[&str]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = bodies
+fn sqs(bodies: &[&str]) -> Vec<QueueMessage> {
+    bodies
         .iter()
         .enumerate()
-        .map(|(i, body)| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(format!("m{i}"));
-            m.body = Some(body.to_string());
-            m
+        .map(|(i, body)| QueueMessage {
+            id: format!("m{i}"),
+            body: body.to_string(),
+            ..QueueMessage::default()
         })
-        .collect();
-    event
+        .collect()
 }
 
 #[tokio::test]
@@ -234,16 +230,12 @@ async fn a_failed_submission_fails_the_message_for_a_retry() {
     let f = fixture(false, true);
     let response = f
         .reconciler
-        .handle_sqs(sqs(&[
+        .reconcile_batch(sqs(&[
             &format!(r#"{{"course_id":"{COURSE}","run_at":"2026-11-23T09:00:00Z"}}"#),
             "not json",
         ]))
         .await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let failed: Vec<&str> = response.failed.iter().map(String::as_str).collect();
     // The unreadable message is dropped, not retried forever.
     assert_eq!(failed, ["m0"]);
     assert_eq!(f.metrics.sum("ReconcileFailures", &[]), 1.0);
@@ -254,11 +246,11 @@ async fn a_revoked_grant_is_not_retried_message_by_message() {
     let f = fixture(true, false);
     let response = f
         .reconciler
-        .handle_sqs(sqs(&[&format!(
+        .reconcile_batch(sqs(&[&format!(
             r#"{{"course_id":"{COURSE}","run_at":"2026-11-23T09:00:00Z"}}"#
         )]))
         .await;
-    assert!(response.batch_item_failures.is_empty());
+    assert!(response.failed.is_empty());
     assert!(f.sink.events.lock().unwrap().is_empty());
 }
 

@@ -66,6 +66,21 @@ struct Live {
     failed: AtomicU64,
 }
 
+/// A direct invocation with a [`ReplayRequest`] as JSON, answered with the report. A refused
+/// request is an invocation error naming the problem; send failures are in the report
+/// (`failed`, `incomplete`) so the caller sees what did get through.
+#[async_trait::async_trait]
+impl crate::function::InvokeHandler for Replayer {
+    async fn invoke(
+        &self,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::function::HandlerError> {
+        let request: ReplayRequest = serde_json::from_value(event)?;
+        let report = self.run(request, |_| {}).await?;
+        Ok(serde_json::to_value(report)?)
+    }
+}
+
 impl Replayer {
     pub fn new(
         window: Arc<dyn InboxWindow>,
