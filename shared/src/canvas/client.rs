@@ -4,7 +4,7 @@
 use super::link::next_link;
 use super::oauth::{AccessToken, TokenSource};
 use super::quota::{Quota, QuotaStats, RequestKind};
-use super::{CanvasError, describe_json_error};
+use super::{CanvasError, describe_json_error, lock};
 use crate::telemetry::{Metrics, MetricsSink, Unit};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest Canvas error message kept in a [`CanvasError::Http`].
@@ -244,10 +244,6 @@ pub struct CanvasClient {
     stats: Mutex<ClientStats>,
     /// Stats at the last metrics flush, so metrics carry what happened since.
     flushed: Mutex<(ClientStats, QuotaStats)>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn header_number(headers: &HeaderMap, name: &str) -> Option<f64> {

@@ -108,6 +108,14 @@ impl CanvasError {
 }
 
 /// A JSON error without the offending value (which may be a secret or a person's name).
+/// A mutex's guard; a panic while it was held leaves nothing half-done in these caches and
+/// counters, so a poisoned lock is taken over.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let safe = text.starts_with("missing field") || text.starts_with("duplicate field");

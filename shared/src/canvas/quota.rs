@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::CanvasError;
+use super::{CanvasError, lock};
 
 /// What Canvas charges up front for every request in flight.
 pub const IN_FLIGHT_CHARGE: f64 = 50.0;
@@ -274,12 +274,6 @@ impl BudgetStore for MemoryBudgetStore {
         items.insert(key.to_string(), new);
         Ok(Swap::Done)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What the quota did, for the benchmark and metrics.
