@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use coursewire::catalog::DynamoCatalog;
+use coursewire::inbox::record::field;
 use coursewire::inbox::{DynamoInbox, Inbox, Source};
 use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig};
@@ -140,8 +141,14 @@ async fn check_pipeline(h: &Harness, scenario: &Scenario, bus: &SubscriberReport
         .inbox_events()
         .await?
         .iter()
-        .filter(|item| attr(item, "status") != Some("published"))
-        .map(|item| format!("{:?} {:?}", attr(item, "pk"), attr(item, "status")))
+        .filter(|item| attr(item, field::STATUS) != Some("published"))
+        .map(|item| {
+            format!(
+                "{:?} {:?}",
+                attr(item, field::PK),
+                attr(item, field::STATUS)
+            )
+        })
         .collect();
     ensure!(
         unpublished.is_empty(),

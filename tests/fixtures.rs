@@ -344,7 +344,7 @@ async fn https_fixture_token_verifies_against_the_committed_jwks() -> Result<()>
     );
     let answer: Value = serde_json::from_str(response.body())?;
     ensure!(
-        answer["status"] == "accepted" && answer["event_id"] == event.content_hash.as_str(),
+        answer["status"] == "accepted" && answer["event_hash"] == event.content_hash.as_str(),
         "answer {answer}"
     );
     Ok(())

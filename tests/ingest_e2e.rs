@@ -8,6 +8,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::Utc;
+use coursewire::inbox::record::{self, field};
 use coursewire::inbox::{Admission, DynamoInbox, Inbox, Source};
 use coursewire::live_events::{self, DeliveryHints, LiveEvent};
 use coursewire_infra::canvas_sim::{
@@ -80,7 +81,7 @@ fn check_sent(reports: &[SendReport], emissions: &[Emission], expect_status: &st
                 );
                 let expected = parse_emission(emission)?;
                 ensure!(
-                    answer["event_id"] == expected.content_hash.as_str(),
+                    answer["event_hash"] == expected.content_hash.as_str(),
                     "event_id in {answer}"
                 );
                 ensure!(
@@ -101,13 +102,13 @@ fn check_sent(reports: &[SendReport], emissions: &[Emission], expect_status: &st
 fn by_hash(items: Vec<Item>) -> Result<BTreeMap<String, Item>> {
     let mut map = BTreeMap::new();
     for item in items {
-        let hash = attr(&item, "content_hash")
+        let hash = attr(&item, field::CONTENT_HASH)
             .context("inbox item without content_hash")?
             .to_string();
         ensure!(
-            attr(&item, "pk") == Some(&format!("event#{hash}")),
+            attr(&item, field::PK) == Some(&record::event_pk(&hash)),
             "pk of {hash} is {:?}",
-            attr(&item, "pk")
+            attr(&item, field::PK)
         );
         ensure!(
             map.insert(hash.clone(), item).is_none(),
@@ -244,40 +245,40 @@ async fn scenario_through_both_receivers_lands_once_in_inbox_and_changes_fifo() 
         };
         // Stored and queued; the (paused) processor has not applied it yet.
         ensure!(
-            attr(item, "status") == Some("received"),
+            attr(item, field::STATUS) == Some("received"),
             "{hash} status {:?}",
-            attr(item, "status")
+            attr(item, field::STATUS)
         );
         ensure!(
-            attr(item, "source") == Some(source),
+            attr(item, field::SOURCE) == Some(source),
             "{hash} source {:?}, sent via {source}",
-            attr(item, "source")
+            attr(item, field::SOURCE)
         );
         ensure!(
-            attr(item, "format") == Some(format),
+            attr(item, field::FORMAT) == Some(format),
             "{hash} format {:?}, sent as {format}",
-            attr(item, "format")
+            attr(item, field::FORMAT)
         );
         ensure!(
-            attr(item, "event_name") == Some(emission.event_name.as_str()),
+            attr(item, field::EVENT_NAME) == Some(emission.event_name.as_str()),
             "{hash}: inbox event_name {:?}, simulator sent {} as {format}",
-            attr(item, "event_name"),
+            attr(item, field::EVENT_NAME),
             emission.event_name
         );
         ensure!(
-            attr(item, "entity_key") == Some(event.entity_key.as_str()),
+            attr(item, field::ENTITY_KEY) == Some(event.entity_key.as_str()),
             "{hash} entity_key"
         );
-        for field in [
-            "event_time",
-            "received_at",
-            "payload",
-            "time_bucket",
-            "time_key",
+        for name in [
+            field::EVENT_TIME,
+            field::RECEIVED_AT,
+            field::PAYLOAD,
+            field::TIME_BUCKET,
+            field::TIME_KEY,
         ] {
             ensure!(
-                attr(item, field).is_some_and(|v| !v.is_empty()),
-                "{hash} has no {field}"
+                attr(item, name).is_some_and(|v| !v.is_empty()),
+                "{hash} has no {name}"
             );
         }
     }
@@ -887,7 +888,7 @@ async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch
     {
         let matching: Vec<&Item> = rejects
             .iter()
-            .filter(|r| attr(r, "payload") == Some(body.as_str()))
+            .filter(|r| attr(r, field::PAYLOAD) == Some(body.as_str()))
             .collect();
         ensure!(
             matching.len() == 1,
@@ -895,14 +896,14 @@ async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch
             matching.len()
         );
         ensure!(
-            attr(matching[0], "reason_code") == Some(*reason),
+            attr(matching[0], field::REASON_CODE) == Some(*reason),
             "{name}: reason_code {:?}, expected {reason}",
-            attr(matching[0], "reason_code")
+            attr(matching[0], field::REASON_CODE)
         );
         ensure!(
-            attr(matching[0], "source") == Some("sqs"),
+            attr(matching[0], field::SOURCE) == Some("sqs"),
             "{name}: source {:?}",
-            attr(matching[0], "source")
+            attr(matching[0], field::SOURCE)
         );
         *sqs_expect.entry(reason).or_default() += 1.0;
     }
@@ -915,9 +916,9 @@ async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch
     }
     let https_rejects: BTreeMap<String, usize> = rejects
         .iter()
-        .filter(|r| attr(r, "source") == Some("https"))
+        .filter(|r| attr(r, field::SOURCE) == Some("https"))
         .fold(BTreeMap::new(), |mut m, r| {
-            *m.entry(attr(r, "reason_code").unwrap_or("?").to_string())
+            *m.entry(attr(r, field::REASON_CODE).unwrap_or("?").to_string())
                 .or_default() += 1;
             m
         });
@@ -997,15 +998,15 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
                 .get_item()
                 .table_name(&table)
                 .key(
-                    "pk",
-                    aws_sdk_dynamodb::types::AttributeValue::S(format!("event#{hash}")),
+                    field::PK,
+                    aws_sdk_dynamodb::types::AttributeValue::S(record::event_pk(&hash)),
                 )
                 .consistent_read(true)
                 .send()
                 .await?;
             Ok::<_, anyhow::Error>(
                 out.item
-                    .and_then(|i| attr(&i, "status").map(str::to_string)),
+                    .and_then(|i| attr(&i, field::STATUS).map(str::to_string)),
             )
         }
     };
@@ -1066,7 +1067,7 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
     };
     let json: Value = serde_json::from_str(body)?;
     ensure!(
-        json["status"] == "accepted" && json["event_id"] == b_event.content_hash.as_str(),
+        json["status"] == "accepted" && json["event_hash"] == b_event.content_hash.as_str(),
         "B answer {json}"
     );
     h.drain_ingest(DRAIN).await?;
@@ -1116,11 +1117,12 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
             .update_item()
             .table_name(&table)
             .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("event#{hash}")),
+                field::PK,
+                aws_sdk_dynamodb::types::AttributeValue::S(record::event_pk(hash)),
             )
-            .update_expression("SET #s = :published, event_id = :id")
-            .expression_attribute_names("#s", "status")
+            .update_expression("SET #s = :published, #id = :id")
+            .expression_attribute_names("#s", field::STATUS)
+            .expression_attribute_names("#id", field::EVENT_ID)
             .expression_attribute_values(
                 ":published",
                 aws_sdk_dynamodb::types::AttributeValue::S("published".into()),
@@ -1237,8 +1239,8 @@ async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
         .map(|r| {
             format!(
                 "{}: {}",
-                attr(r, "reason_code").unwrap_or("?"),
-                attr(r, "reason").unwrap_or("?")
+                attr(r, field::REASON_CODE).unwrap_or("?"),
+                attr(r, field::REASON).unwrap_or("?")
             )
         })
         .collect();
@@ -1263,12 +1265,12 @@ async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
             .find(|e| e.source == sources[0])
             .context("example")?;
         ensure!(
-            attr(item, "event_name") == Some(example.event_name()),
+            attr(item, field::EVENT_NAME) == Some(example.event_name()),
             "{}: stored as {:?}",
             example.source,
-            attr(item, "event_name")
+            attr(item, field::EVENT_NAME)
         );
-        let key = attr(item, "entity_key").unwrap_or_default();
+        let key = attr(item, field::ENTITY_KEY).unwrap_or_default();
         ensure!(
             !key.is_empty() && !key.starts_with("event:"),
             "{}: no entity key derived ({key})",

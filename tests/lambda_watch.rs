@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use aws_lambda_events::event::sqs::SqsEvent;
+use coursewire::inbox::record::{self, field};
 use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::moto::{MotoServer, ensure_venv_tool};
 use coursewire_infra::provision::{Overrides, provision};
@@ -364,9 +365,11 @@ async fn ingest_sqs_binary_under_cargo_lambda_watch_ingests_the_fixture_batch() 
     let items = scan_table(&ddb, &table).await?;
     let stored: BTreeSet<String> = items
         .iter()
-        .filter(|i| attr(i, "pk").is_some_and(|pk| pk.starts_with("event#")))
-        .filter(|i| attr(i, "status") == Some("received") && attr(i, "source") == Some("sqs"))
-        .filter_map(|i| attr(i, "content_hash").map(str::to_string))
+        .filter(|i| record::is_event(i))
+        .filter(|i| {
+            attr(i, field::STATUS) == Some("received") && attr(i, field::SOURCE) == Some("sqs")
+        })
+        .filter_map(|i| attr(i, field::CONTENT_HASH).map(str::to_string))
         .collect();
     let mut expected = BTreeSet::new();
     for record in &batch.records {

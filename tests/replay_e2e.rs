@@ -8,6 +8,7 @@ use anyhow::{Context, Result, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
 use coursewire::changes::{ChangeMessage, ReplayMode};
+use coursewire::inbox::record::{self, field};
 use coursewire::inbox::{
     Admission, DynamoInbox, Inbox, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, Source,
 };
@@ -223,11 +224,11 @@ async fn scenario(stack: &LocalStack) -> Result<()> {
             ddb.update_item()
                 .table_name(table)
                 .key(
-                    "pk",
-                    AttributeValue::S(DynamoInbox::event_pk(&seed.event.content_hash)),
+                    field::PK,
+                    AttributeValue::S(record::event_pk(&seed.event.content_hash)),
                 )
                 .update_expression("SET #status = :status")
-                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#status", field::STATUS)
                 .expression_attribute_values(":status", AttributeValue::S(seed.status.into()))
                 .send()
                 .await

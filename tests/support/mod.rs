@@ -11,6 +11,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use coursewire::changes::ChangeMessage;
+use coursewire::inbox::record;
 pub use coursewire::live_events::corpus::{Corpus, Example};
 use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing};
 use coursewire_infra::fault_proxy::FaultPlan;
@@ -205,7 +206,7 @@ impl Harness {
             .scan_inbox()
             .await?
             .into_iter()
-            .filter(|i| attr(i, "pk").is_some_and(|pk| pk.starts_with("event#")))
+            .filter(record::is_event)
             .collect())
     }
 
@@ -215,7 +216,7 @@ impl Harness {
             .scan_inbox()
             .await?
             .into_iter()
-            .filter(|i| attr(i, "pk").is_some_and(|pk| pk.starts_with("reject#")))
+            .filter(record::is_reject)
             .collect())
     }
 

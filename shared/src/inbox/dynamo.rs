@@ -1,7 +1,8 @@
-//! DynamoDB inbox table: `pk` = `event#<hash>` (or `reject#<hash>`), GSI `by_time` on
-//! (`time_bucket`, `time_key`) for replay windows, TTL on `expires_at`.
+//! The inbox on DynamoDB (the item format is [`super::record`]'s): a conditional put per
+//! event, TTL on `expires_at` for cleanup.
 
-use super::{Admission, Inbox, Reject, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, Source};
+use super::record::{self, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, field};
+use super::{Admission, Inbox, Reject, Source};
 use crate::aws::{AwsError, classify};
 use crate::live_events::LiveEvent;
 use crate::live_events::time::{format_sortable, parse_event_time};
@@ -13,10 +14,6 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
-
-/// Hour buckets are split into this many shards so that a burst of events from one hour does
-/// not land on one GSI partition; replay queries every shard of a bucket.
-pub const TIME_SHARDS: u8 = 8;
 
 pub struct DynamoInbox {
     client: Client,
@@ -38,17 +35,6 @@ impl DynamoInbox {
             retention,
             reject_retention,
         }
-    }
-
-    pub fn event_pk(content_hash: &str) -> String {
-        format!("event#{content_hash}")
-    }
-
-    /// `2024-01-31T13#5`: the hour of the event and a shard from the hash.
-    pub fn time_bucket(event_time: &DateTime<Utc>, content_hash: &str) -> String {
-        let shard =
-            u8::from_str_radix(content_hash.get(..2).unwrap_or("0"), 16).unwrap_or(0) % TIME_SHARDS;
-        format!("{}#{shard}", event_time.format("%Y-%m-%dT%H"))
     }
 
     fn expiry(&self, from: DateTime<Utc>, keep: Duration) -> AttributeValue {
@@ -74,24 +60,27 @@ impl Inbox for DynamoInbox {
         let payload = serde_json::to_string(&event.payload)
             .map_err(|e| AwsError::Permanent(e.to_string()))?;
         let item: HashMap<String, AttributeValue> = HashMap::from([
-            ("pk".into(), s(Self::event_pk(hash))),
-            ("kind".into(), s("event")),
-            ("content_hash".into(), s(hash.as_str())),
-            ("event_name".into(), s(event.event_name.as_str())),
-            ("event_time".into(), s(event_time.as_str())),
-            ("entity_key".into(), s(event.entity_key.as_str())),
-            ("format".into(), s(event.format.as_str())),
-            ("source".into(), s(source.as_str())),
-            ("received_at".into(), s(format_sortable(&received_at))),
-            ("payload".into(), s(payload)),
-            ("status".into(), s(STATUS_RECEIVED)),
+            (field::PK.into(), s(record::event_pk(hash))),
+            (field::KIND.into(), s("event")),
+            (field::CONTENT_HASH.into(), s(hash.as_str())),
+            (field::EVENT_NAME.into(), s(event.event_name.as_str())),
+            (field::EVENT_TIME.into(), s(event_time.as_str())),
+            (field::ENTITY_KEY.into(), s(event.entity_key.as_str())),
+            (field::FORMAT.into(), s(event.format.as_str())),
+            (field::SOURCE.into(), s(source.as_str())),
+            (field::RECEIVED_AT.into(), s(format_sortable(&received_at))),
+            (field::PAYLOAD.into(), s(payload)),
+            (field::STATUS.into(), s(STATUS_RECEIVED)),
             (
-                "time_bucket".into(),
-                s(Self::time_bucket(&event.event_time, hash)),
+                field::TIME_BUCKET.into(),
+                s(record::time_bucket(&event.event_time, hash)),
             ),
-            ("time_key".into(), s(format!("{event_time}#{hash}"))),
             (
-                "expires_at".into(),
+                field::TIME_KEY.into(),
+                s(record::time_key(&event_time, hash)),
+            ),
+            (
+                field::EXPIRES_AT.into(),
                 self.expiry(received_at, self.retention),
             ),
         ]);
@@ -100,7 +89,8 @@ impl Inbox for DynamoInbox {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", field::PK)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -113,11 +103,11 @@ impl Inbox for DynamoInbox {
                         // Older DynamoDB emulators do not return the old item: ask.
                         None => self.existing(hash).await?,
                     };
-                    let text = |name: &str| old.as_ref()?.get(name)?.as_s().ok().cloned();
-                    Ok(match text("status").as_deref() {
+                    let text = |name: &str| record::text(old.as_ref()?, name);
+                    Ok(match text(field::STATUS) {
                         Some(STATUS_APPLIED | STATUS_PUBLISHED) => Admission::Duplicate,
                         _ => Admission::Unfinished {
-                            first_received: text("received_at").and_then(|t| parse_event_time(&t)),
+                            first_received: text(field::RECEIVED_AT).and_then(parse_event_time),
                         },
                     })
                 }
@@ -130,18 +120,18 @@ impl Inbox for DynamoInbox {
         // Keyed by the payload hash so a redelivered bad message is stored once.
         let digest = hex::encode(Sha256::digest(reject.raw.as_bytes()));
         let item = HashMap::from([
-            ("pk".into(), s(format!("reject#{digest}"))),
-            ("kind".into(), s("reject")),
-            ("source".into(), s(reject.source.as_str())),
-            ("reason_code".into(), s(reject.reason_code)),
-            ("reason".into(), s(reject.reason.as_str())),
+            (field::PK.into(), s(record::reject_pk(&digest))),
+            (field::KIND.into(), s("reject")),
+            (field::SOURCE.into(), s(reject.source.as_str())),
+            (field::REASON_CODE.into(), s(reject.reason_code)),
+            (field::REASON.into(), s(reject.reason.as_str())),
             (
-                "received_at".into(),
+                field::RECEIVED_AT.into(),
                 s(format_sortable(&reject.received_at)),
             ),
-            ("payload".into(), s(reject.raw.as_str())),
+            (field::PAYLOAD.into(), s(reject.raw.as_str())),
             (
-                "expires_at".into(),
+                field::EXPIRES_AT.into(),
                 self.expiry(reject.received_at, self.reject_retention),
             ),
         ]);
@@ -165,10 +155,11 @@ impl DynamoInbox {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(Self::event_pk(content_hash)))
+            .key(field::PK, s(record::event_pk(content_hash)))
             .consistent_read(true)
-            .projection_expression("#status, received_at")
-            .expression_attribute_names("#status", "status")
+            .projection_expression("#status, #received_at")
+            .expression_attribute_names("#status", field::STATUS)
+            .expression_attribute_names("#received_at", field::RECEIVED_AT)
             .send()
             .await
             .map_err(|e| classify(&e))?;

@@ -4,24 +4,19 @@
 //! The inbox record is also the event's **outbox** record: the processor writes the change
 //! event it derived (event id, sequence, detail) onto it in the same transaction as the
 //! catalog row, and marks it published after PutEvents. One record per source event tells
-//! its whole story: `received` → `applied` → `published`.
+//! its whole story: `received` → `applied` → `published`. [`record`] owns its format.
 
 mod dynamo;
+pub mod record;
 
-pub use dynamo::{DynamoInbox, TIME_SHARDS};
+pub use dynamo::DynamoInbox;
+pub use record::{STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, TIME_SHARDS};
 
 use crate::aws::AwsError;
 use crate::live_events::LiveEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-/// `status` of an inbox record: stored by ingestion...
-pub const STATUS_RECEIVED: &str = "received";
-/// ...applied to the catalog, change event recorded (not yet confirmed on the bus)...
-pub const STATUS_APPLIED: &str = "applied";
-/// ...and published to EventBridge.
-pub const STATUS_PUBLISHED: &str = "published";
 
 /// How an event reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

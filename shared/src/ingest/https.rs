@@ -203,7 +203,7 @@ impl Ingestor {
                 StatusCode::OK,
                 json!({
                     "status": if outcome == Outcome::Duplicate { "duplicate" } else { "accepted" },
-                    "event_id": event.content_hash,
+                    "event_hash": event.content_hash,
                     "entity_key": event.entity_key,
                 }),
             ),

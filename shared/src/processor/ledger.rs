@@ -5,11 +5,11 @@
 use crate::aws::{AwsError, classify};
 use crate::bus::ChangeEvent;
 use crate::catalog::{EntityRecord, record_from_item, record_to_item};
-use crate::inbox::{DynamoInbox, STATUS_APPLIED, STATUS_PUBLISHED};
+use crate::inbox::record::{self, OutboxEntry};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 /// The change event recorded for one source event (stored on its inbox record).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,38 +66,20 @@ impl DynamoLedger {
         }
     }
 
-    fn inbox_key(event_hash: &str) -> AttributeValue {
-        AttributeValue::S(DynamoInbox::event_pk(event_hash))
-    }
-
     /// The outbox part of an inbox record, if the event has been applied.
     async fn outbox(&self, event_hash: &str) -> Result<Option<OutboxRecord>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.inbox_table)
-            .key("pk", Self::inbox_key(event_hash))
-            .consistent_read(true)
-            .projection_expression("#status, detail_type, change_event")
-            .expression_attribute_names("#status", "status")
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let Some(item) = out.item() else {
+        let Some(stored) = record::read_outbox(&self.client, &self.inbox_table, event_hash).await?
+        else {
             return Ok(None);
         };
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
-        let (Some(detail_type), Some(json)) = (text("detail_type"), text("change_event")) else {
-            return Ok(None);
-        };
-        let event: ChangeEvent = serde_json::from_str(json).map_err(|e| {
+        let event: ChangeEvent = serde_json::from_str(&stored.change_event).map_err(|e| {
             AwsError::Permanent(format!("outbox record of {event_hash} is unreadable: {e}"))
         })?;
         Ok(Some(OutboxRecord {
             event_hash: event_hash.to_string(),
-            detail_type: detail_type.clone(),
+            detail_type: stored.detail_type,
             event,
-            published: text("status").map(String::as_str) == Some(STATUS_PUBLISHED),
+            published: stored.published,
         }))
     }
 }
@@ -154,28 +136,18 @@ impl Ledger for DynamoLedger {
             .map_err(permanent)?;
         let change_event =
             serde_json::to_string(&outbox.event).map_err(|e| AwsError::Permanent(e.to_string()))?;
-        // Update, not Put: the inbox record keeps the payload and replay index ingestion wrote.
-        let record_outbox = Update::builder()
-            .table_name(&self.inbox_table)
-            .key("pk", Self::inbox_key(&outbox.event_hash))
-            .update_expression(
-                "SET #status = :applied, event_id = :event_id, #sequence = :sequence, \
-                 detail_type = :detail_type, change_event = :change_event, applied_at = :now",
-            )
-            .condition_expression("attribute_not_exists(event_id)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#sequence", "sequence")
-            .expression_attribute_values(":applied", s(STATUS_APPLIED))
-            .expression_attribute_values(":event_id", s(&outbox.event.event_id))
-            .expression_attribute_values(
-                ":sequence",
-                AttributeValue::N(outbox.event.sequence.to_string()),
-            )
-            .expression_attribute_values(":detail_type", s(&outbox.detail_type))
-            .expression_attribute_values(":change_event", s(change_event))
-            .expression_attribute_values(":now", s(&record.updated_at))
-            .build()
-            .map_err(permanent)?;
+        let record_outbox = record::record_outbox(
+            &self.inbox_table,
+            &OutboxEntry {
+                content_hash: &outbox.event_hash,
+                event_id: &outbox.event.event_id,
+                sequence: outbox.event.sequence,
+                detail_type: &outbox.detail_type,
+                change_event: &change_event,
+                applied_at: &record.updated_at,
+            },
+        )
+        .map_err(permanent)?;
         let result = self
             .client
             .transact_write_items()
@@ -206,21 +178,6 @@ impl Ledger for DynamoLedger {
     }
 
     async fn mark_published(&self, event_hash: &str, published_at: &str) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.inbox_table)
-            .key("pk", Self::inbox_key(event_hash))
-            .update_expression(
-                "SET #status = :published, published_at = :at ADD publish_count :one",
-            )
-            .condition_expression("attribute_exists(event_id)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":published", s(STATUS_PUBLISHED))
-            .expression_attribute_values(":at", s(published_at))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        record::mark_published(&self.client, &self.inbox_table, event_hash, published_at).await
     }
 }
