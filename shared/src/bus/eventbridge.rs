@@ -1,7 +1,7 @@
 //! EventBridge adapter: PutEvents in chunks of at most 10 entries / 256 KiB, retrying only
 //! the entries EventBridge reports as failed (`FailedEntryCount` > 0).
 
-use super::{EventPublisher, Publication, SOURCE};
+use super::{BusEntry, EventPublisher, Producer};
 use crate::aws::{AwsError, classify};
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
@@ -24,19 +24,21 @@ const PERMANENT_CODES: [&str; 3] = [
 pub struct EventBridgePublisher {
     client: Client,
     bus_name: String,
+    producer: Producer,
 }
 
 impl EventBridgePublisher {
-    pub fn new(client: Client, bus_name: impl Into<String>) -> Self {
+    pub fn new(client: Client, bus_name: impl Into<String>, producer: Producer) -> Self {
         Self {
             client,
             bus_name: bus_name.into(),
+            producer,
         }
     }
 
     /// EventBridge's entry-size rule: source, detail-type and detail bytes plus 14 for time.
-    fn entry_size(publication: &Publication, detail: &str) -> usize {
-        SOURCE.len() + publication.detail_type.len() + detail.len() + 14
+    fn entry_size(&self, entry: &BusEntry) -> usize {
+        self.producer.source().len() + entry.detail_type.len() + entry.detail.len() + 14
     }
 
     /// Sends one chunk; returns, per chunk entry, `None` on success or the error.
@@ -75,29 +77,22 @@ impl EventBridgePublisher {
 
 #[async_trait]
 impl EventPublisher for EventBridgePublisher {
-    async fn publish(&self, publications: &[Publication]) -> Vec<Result<(), AwsError>> {
-        let mut results: Vec<Result<(), AwsError>> = vec![Ok(()); publications.len()];
+    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), AwsError>> {
+        let mut results: Vec<Result<(), AwsError>> = vec![Ok(()); entries.len()];
         let mut pending: Vec<(usize, PutEventsRequestEntry, usize)> = Vec::new();
-        for (index, publication) in publications.iter().enumerate() {
-            let detail = match serde_json::to_string(&publication.event) {
-                Ok(detail) => detail,
-                Err(e) => {
-                    results[index] = Err(AwsError::Permanent(e.to_string()));
-                    continue;
-                }
-            };
-            let size = Self::entry_size(publication, &detail);
+        for (index, bus_entry) in entries.iter().enumerate() {
+            let size = self.entry_size(bus_entry);
             if size > MAX_REQUEST_BYTES {
                 results[index] = Err(AwsError::Permanent(format!(
-                    "change event of {size} bytes exceeds EventBridge's 256 KiB entry limit"
+                    "event of {size} bytes exceeds EventBridge's 256 KiB entry limit"
                 )));
                 continue;
             }
             let entry = PutEventsRequestEntry::builder()
                 .event_bus_name(&self.bus_name)
-                .source(SOURCE)
-                .detail_type(&publication.detail_type)
-                .detail(detail)
+                .source(self.producer.source())
+                .detail_type(&bus_entry.detail_type)
+                .detail(&bus_entry.detail)
                 .build();
             pending.push((index, entry, size));
         }

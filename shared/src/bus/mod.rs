@@ -1,5 +1,7 @@
 //! The change-event bus: the normalized events downstream systems subscribe to on the
-//! coursewire EventBridge bus, one per accepted Canvas event.
+//! coursewire EventBridge bus. Every producer publishes under its own `source`
+//! ([`Producer`]); the publisher ([`EventPublisher`]) takes entries whose detail each producer
+//! shapes itself. Canvas changes are one per accepted Canvas event ([`ChangeEvent`]).
 //!
 //! Subscribers match on `source` = [`SOURCE`] and a `detail-type` such as `Grade Changed` or
 //! `Enrollment Updated` ([`detail_type`]); they deduplicate by `detail.event_id` and order by
@@ -18,8 +20,23 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// `source` of every change event.
-pub const SOURCE: &str = "coursewire.canvas";
+/// Who publishes on the bus: the `source` of its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Producer(&'static str);
+
+impl Producer {
+    /// Canvas's changes (the processor).
+    pub const CANVAS: Producer = Producer("coursewire.canvas");
+    /// Lecture capture: recordings published, incidents opened and resolved.
+    pub const CAPTURE: Producer = Producer("coursewire.capture");
+
+    pub fn source(self) -> &'static str {
+        self.0
+    }
+}
+
+/// `source` of every Canvas change event.
+pub const SOURCE: &str = Producer::CANVAS.0;
 /// `detail.schema_version`; bump on incompatible change (subscribers can filter on it).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -89,11 +106,31 @@ pub struct Publication {
     pub event: ChangeEvent,
 }
 
+impl Publication {
+    /// The bus entry of this change event.
+    pub fn entry(&self) -> Result<BusEntry, AwsError> {
+        Ok(BusEntry {
+            detail_type: self.detail_type.clone(),
+            detail: serde_json::to_string(&self.event)
+                .map_err(|e| AwsError::Permanent(e.to_string()))?,
+        })
+    }
+}
+
+/// One event for the bus, as its producer shaped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEntry {
+    pub detail_type: String,
+    /// The `detail` JSON.
+    pub detail: String,
+}
+
+/// Puts a producer's events on the bus (its `source` is the publisher's [`Producer`]).
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
     /// Publishes every entry; one result per entry, in order. Entries that fail are retried a
     /// few times (only those); what still fails is reported so its message can be retried.
-    async fn publish(&self, entries: &[Publication]) -> Vec<Result<(), AwsError>>;
+    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), AwsError>>;
 }
 
 /// Display names of the catalog's entity types in detail-types.

@@ -1,7 +1,7 @@
 //! Configuration of the processor function, from the environment `template.yaml` sets.
 
 use super::{DynamoLedger, Processor};
-use crate::bus::EventBridgePublisher;
+use crate::bus::{EventBridgePublisher, Producer};
 use crate::config::{ConfigError, Env, process_env};
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ impl ProcessorConfig {
         let publisher = EventBridgePublisher::new(
             aws_sdk_eventbridge::Client::new(aws),
             self.event_bus_name.clone(),
+            Producer::CANVAS,
         );
         Processor::new(Arc::new(ledger), Arc::new(publisher), metrics, function)
     }

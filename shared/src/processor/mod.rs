@@ -20,7 +20,8 @@ pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord};
 
 use crate::aws::AwsError;
 use crate::bus::{
-    CanvasOrigin, ChangeEvent, EntityRef, EventPublisher, Publication, SCHEMA_VERSION, detail_type,
+    BusEntry, CanvasOrigin, ChangeEvent, EntityRef, EventPublisher, Publication, SCHEMA_VERSION,
+    detail_type,
 };
 use crate::catalog::{self, EntityRecord};
 use crate::changes::{ChangeMessage, ReplayMode};
@@ -150,7 +151,7 @@ impl Processor {
         let published = if publications.is_empty() {
             Vec::new()
         } else {
-            self.publisher.publish(&publications).await
+            self.publish(&publications).await
         };
 
         // Step 5.
@@ -338,6 +339,34 @@ impl Processor {
 impl QueueHandler for Processor {
     async fn handle(&self, batch: Vec<QueueMessage>) -> Result<BatchOutcome, HandlerError> {
         Ok(self.process_batch(batch).await)
+    }
+}
+
+impl Processor {
+    /// Puts the batch's change events on the bus; one result per publication.
+    async fn publish(&self, publications: &[Publication]) -> Vec<Result<(), AwsError>> {
+        // Serialised once; an event that cannot be is failed without holding up the rest.
+        let mut ready: Vec<BusEntry> = Vec::with_capacity(publications.len());
+        let mut unsendable: Vec<Option<AwsError>> = Vec::with_capacity(publications.len());
+        for publication in publications {
+            match publication.entry() {
+                Ok(entry) => {
+                    ready.push(entry);
+                    unsendable.push(None);
+                }
+                Err(e) => unsendable.push(Some(e)),
+            }
+        }
+        let mut sent = self.publisher.publish(&ready).await.into_iter();
+        unsendable
+            .into_iter()
+            .map(|error| match error {
+                None => sent
+                    .next()
+                    .unwrap_or_else(|| Err(AwsError::Transient("no publish result".into()))),
+                Some(e) => Err(e),
+            })
+            .collect()
     }
 }
 

@@ -89,14 +89,18 @@ struct MemoryBus {
 
 #[async_trait]
 impl EventPublisher for MemoryBus {
-    async fn publish(&self, entries: &[Publication]) -> Vec<Result<(), AwsError>> {
+    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), AwsError>> {
         entries
             .iter()
-            .map(|p| {
+            .map(|entry| {
+                let p = Publication {
+                    detail_type: entry.detail_type.clone(),
+                    event: serde_json::from_str(&entry.detail).unwrap(),
+                };
                 if take(&self.fail, &p.event.canvas.event_hash) {
                     Err(AwsError::Transient("injected".into()))
                 } else {
-                    self.published.lock().unwrap().push(p.clone());
+                    self.published.lock().unwrap().push(p);
                     Ok(())
                 }
             })
