@@ -31,23 +31,17 @@ pub enum FunctionError {
     Unknown { function: String, binary: String },
 }
 
-/// A function's handlers, as its template entry deploys it.
-pub struct LocalFunction {
-    pub spec: FunctionSpec,
-    pub handlers: Handlers,
-}
-
 /// The description of a binary, if a function crate has that name.
 pub fn description(binary: &str) -> Option<&'static Description> {
     DESCRIPTIONS.iter().copied().find(|d| d.binary == binary)
 }
 
-/// Builds one function from its resolved environment.
+/// Builds one function's handlers from its resolved environment.
 pub async fn build(
     spec: &FunctionSpec,
     aws: &SdkConfig,
     metrics: Arc<dyn MetricsSink>,
-) -> Result<LocalFunction, FunctionError> {
+) -> Result<Handlers, FunctionError> {
     let description = description(&spec.binary).ok_or_else(|| FunctionError::Unknown {
         function: spec.logical_id.clone(),
         binary: spec.binary.clone(),
@@ -59,14 +53,10 @@ pub async fn build(
         metrics,
         env: &env,
     };
-    let handlers = (description.build)(&setup)
+    (description.build)(&setup)
         .await
         .map_err(|source| FunctionError::Build {
             function: spec.logical_id.clone(),
             source,
-        })?;
-    Ok(LocalFunction {
-        spec: spec.clone(),
-        handlers,
-    })
+        })
 }

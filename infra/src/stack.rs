@@ -184,9 +184,7 @@ impl LocalStack {
         let mut pollers = BTreeMap::new();
         let mut schedulers = BTreeMap::new();
         for spec in &deployed.functions {
-            let function = functions::build(spec, &function_aws, metrics.clone())
-                .await?
-                .handlers;
+            let function = functions::build(spec, &function_aws, metrics.clone()).await?;
             if let Some(handler) = &function.invoke {
                 invokers.insert(spec.logical_id.clone(), handler.clone());
             }

@@ -6,7 +6,6 @@ pub mod md5;
 pub mod schemas;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
@@ -17,7 +16,6 @@ use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing};
 use coursewire_infra::fault_proxy::FaultPlan;
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{LocalStack, StackOptions};
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +29,7 @@ pub const ISSUER: &str = "https://canvas-sim.instructure.com";
 pub type RawSqsMessage = (String, Vec<(String, String)>);
 
 /// A DynamoDB item.
-pub type Item = HashMap<String, AttributeValue>;
+pub use coursewire::aws::Item;
 
 /// A stage name unique to this process and call, so every stack gets its own resource names.
 pub fn unique_stage(test: &str) -> String {
@@ -58,9 +56,7 @@ pub fn repo_root() -> Result<PathBuf> {
 
 /// A string attribute of an item.
 pub fn attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+    record::text(item, name)
 }
 
 /// Polls `check` every 100 ms until it returns true; fails after `timeout` naming `what`.

@@ -21,7 +21,6 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
-use bytes::Bytes;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
 use coursewire::function::QueueHandler;
 use futures::FutureExt as _;
@@ -50,34 +49,6 @@ pub struct SqsFunction(pub Arc<dyn QueueHandler>);
 impl SqsHandler for SqsFunction {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
         coursewire::function::queue::handle_sqs(self.0.as_ref(), event).await
-    }
-}
-
-/// Adapts an async closure into an [`SqsHandler`].
-pub struct SqsHandlerFn<F>(pub F);
-
-#[async_trait]
-impl<F, Fut> SqsHandler for SqsHandlerFn<F>
-where
-    F: Fn(SqsEvent) -> Fut + Send + Sync,
-    Fut: Future<Output = Result<SqsBatchResponse, HandlerError>> + Send,
-{
-    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
-        (self.0)(event).await
-    }
-}
-
-/// Adapts an async closure into an [`HttpHandler`].
-pub struct HttpHandlerFn<F>(pub F);
-
-#[async_trait]
-impl<F, Fut> HttpHandler for HttpHandlerFn<F>
-where
-    F: Fn(http::Request<Bytes>) -> Fut + Send + Sync,
-    Fut: Future<Output = http::Response<String>> + Send,
-{
-    async fn handle(&self, req: http::Request<Bytes>) -> http::Response<String> {
-        (self.0)(req).await
     }
 }
 

@@ -5,6 +5,7 @@ use crate::repo::repo_root;
 use crate::template::Template;
 use aws_lambda_events::event::sqs::BatchItemFailure;
 use aws_sdk_sqs::types::MessageAttributeValue;
+use bytes::Bytes;
 use std::sync::Mutex;
 
 /// Polls `check` until it holds or `secs` pass.

@@ -8,11 +8,10 @@
 //! Every other module and test reads and writes these items through the names and helpers
 //! below, never through literal attribute names.
 
-use crate::aws::{AwsError, classify};
+use crate::aws::{AwsError, Item, classify};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use std::collections::HashMap;
 
 /// Attribute names of inbox items.
 pub mod field {
@@ -60,8 +59,6 @@ pub const TIME_SHARDS: u8 = 8;
 
 const EVENT_PREFIX: &str = "event#";
 const REJECT_PREFIX: &str = "reject#";
-
-pub type Item = HashMap<String, AttributeValue>;
 
 /// The key of an accepted event's item.
 pub fn event_pk(content_hash: &str) -> String {

@@ -3,7 +3,7 @@
 //! The item format is `inbox::record`'s.
 
 use super::{InboxRecord, InboxWindow, Selection, UnreadableRecord, WindowQuery};
-use crate::aws::{AwsError, all_pages, classify};
+use crate::aws::{AwsError, Item, all_pages, classify};
 use crate::inbox::record::{self, TIME_INDEX, field};
 use crate::live_events::time::format_sortable;
 use async_trait::async_trait;
@@ -12,8 +12,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
 
 pub struct DynamoInboxWindow {
     client: Client,
