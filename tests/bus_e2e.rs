@@ -8,7 +8,8 @@
 use anyhow::{Context, Result, bail, ensure};
 use coursewire::catalog::DynamoCatalog;
 use coursewire::inbox::record::field;
-use coursewire::inbox::{DynamoInbox, Inbox, Source};
+use coursewire::inbox::{DynamoInbox, Inbox};
+use coursewire::live_events::delivery;
 use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig};
 use coursewire_infra::fault_proxy::FaultPlan;
@@ -293,7 +294,7 @@ async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
         Duration::from_secs(86_400),
     );
     inbox
-        .admit(&lost, Source::Https, chrono::Utc::now())
+        .admit(&lost, &delivery::HTTPS, chrono::Utc::now())
         .await?;
 
     eprintln!("[{}] scenario published; healing", h.stage);

@@ -20,10 +20,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use coursewire::aws::AwsError;
 use coursewire::changes::{ChangeMessage, ChangeQueue};
-use coursewire::inbox::{Admission, Inbox, Reject, Source};
+use coursewire::inbox::{Admission, Delivery, Inbox, Reject, SourceEvent};
 use coursewire::ingest::{IngestSettings, Ingestor};
 use coursewire::jwt::{EventVerifier, JwkSet, JwksError, JwksSource, KeyCache, KeyCacheSettings};
-use coursewire::live_events::{self, DeliveryHints, LiveEvent};
+use coursewire::live_events::{self, DeliveryHints};
 use coursewire::telemetry::CollectingSink;
 use coursewire_infra::canvas_sim::{KeyRing, Scenario, ScenarioConfig, SimEvent};
 use coursewire_tests::{md5, repo_root};
@@ -85,14 +85,14 @@ struct Memory {
 impl Inbox for Memory {
     async fn admit(
         &self,
-        event: &LiveEvent,
-        _: Source,
+        event: &dyn SourceEvent,
+        _: &Delivery,
         _: DateTime<Utc>,
     ) -> Result<Admission, AwsError> {
         let mut events = self.events.lock().expect("lock");
-        Ok(match events.get(&event.content_hash) {
+        Ok(match events.get(event.content_hash()) {
             None => {
-                events.insert(event.content_hash.clone(), false);
+                events.insert(event.content_hash().to_string(), false);
                 Admission::New
             }
             Some(false) => Admission::Unfinished {

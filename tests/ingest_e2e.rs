@@ -9,7 +9,8 @@
 use anyhow::{Context, Result, bail, ensure};
 use chrono::Utc;
 use coursewire::inbox::record::{self, field};
-use coursewire::inbox::{Admission, DynamoInbox, Inbox, Source};
+use coursewire::inbox::{Admission, DynamoInbox, Inbox};
+use coursewire::live_events::delivery;
 use coursewire::live_events::{self, DeliveryHints, LiveEvent};
 use coursewire_infra::canvas_sim::{
     Delivered, Delivery, Emission, FaultDelivery, Format, SHARD_FACTOR, Scenario, ScenarioConfig,
@@ -1039,7 +1040,7 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
     // The crashed attempts happened a while ago: a second delivery soon after the first is a
     // concurrent copy (counted as a duplicate), a later one is the repair this test is about.
     let crashed_at = Utc::now() - chrono::Duration::minutes(10);
-    for (event, source) in [(&a_event, Source::Sqs), (&b_event, Source::Https)] {
+    for (event, source) in [(&a_event, &delivery::SQS), (&b_event, &delivery::HTTPS)] {
         let admission = inbox.admit(event, source, crashed_at).await?;
         ensure!(
             admission == Admission::New,

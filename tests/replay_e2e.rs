@@ -10,10 +10,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use coursewire::changes::{ChangeMessage, ReplayMode};
 use coursewire::inbox::record::{self, field};
 use coursewire::inbox::{
-    Admission, DynamoInbox, Inbox, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, Source,
+    Admission, DynamoInbox, Inbox, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED,
 };
 use coursewire::live_events::time::format_sortable;
-use coursewire::live_events::{self, DeliveryHints, LiveEvent};
+use coursewire::live_events::{self, DeliveryHints, LiveEvent, delivery};
 use coursewire::replay::{ReplayConfig, ReplayReport, ReplayRequest, Replayer};
 use coursewire::telemetry::CollectingSink;
 use coursewire_infra::provision::Overrides;
@@ -144,7 +144,7 @@ fn check_records(
             .find(|s| s.event.content_hash == record.message.event_hash)
             .context("changes.fifo holds an event that was not seeded")?;
         let received_at = seed.event.event_time + chrono::TimeDelta::seconds(1);
-        let mut expected = ChangeMessage::new(&seed.event, Source::Sqs, received_at);
+        let mut expected = ChangeMessage::new(&seed.event, &delivery::SQS, received_at);
         expected.replay = Some(coursewire::changes::Replay {
             mode,
             request_id: request_id.into(),
@@ -218,7 +218,9 @@ async fn scenario(stack: &LocalStack) -> Result<()> {
     let seeds = seeds()?;
     for seed in &seeds {
         let received_at = seed.event.event_time + chrono::TimeDelta::seconds(1);
-        let admission = inbox.admit(&seed.event, Source::Sqs, received_at).await?;
+        let admission = inbox
+            .admit(&seed.event, &delivery::SQS, received_at)
+            .await?;
         ensure!(admission == Admission::New, "{}: {admission:?}", seed.label);
         if seed.status != STATUS_RECEIVED {
             ddb.update_item()

@@ -7,14 +7,16 @@
 //! change event derived from Instructure's examples or the simulated term does not validate.
 
 use anyhow::Result;
-use coursewire::bus::{
+use coursewire::catalog::change_event::{
     CanvasOrigin, ChangeEvent, EntityRef, SCHEMA_VERSION, SOURCE, detail_type,
     documented_detail_types,
 };
-use coursewire::catalog::{ChangeKind, EntityRecord, apply, is_catalog_type, normalize};
-use coursewire::inbox::Source;
-use coursewire::live_events::time::format_sortable;
+use coursewire::catalog::{CatalogModel, ChangeKind, EntityRecord, is_catalog_type, normalize};
+use coursewire::changes::ChangeMessage;
+use coursewire::live_events::delivery;
+use coursewire::live_events::time::parse_event_time;
 use coursewire::live_events::{self, DeliveryHints, Format, entity::documented_events};
+use coursewire::processor::{ChangeDetail, EntityModel, event_id};
 use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig, Truth};
 use coursewire_tests::load_examples;
 use coursewire_tests::schemas::{
@@ -898,7 +900,7 @@ fn change(entity_type: &str, id: &str, parent: Option<&str>, event_name: &str) -
             event_name: event_name.into(),
             event_hash: HASH.into(),
             format: Format::Canvas,
-            delivery: Source::Https,
+            delivery: delivery::HTTPS.clone(),
             context: object(json!({
                 "root_account_id": "21070000000000001",
                 "context_type": "Course",
@@ -947,7 +949,7 @@ fn samples() -> Vec<(&'static str, ChangeEvent)> {
         "grade_change",
     );
     graded.canvas.format = Format::Caliper;
-    graded.canvas.delivery = Source::Sqs;
+    graded.canvas.delivery = delivery::SQS.clone();
     graded.sequence = 3;
     graded.data = object(json!({
         "grade": "37.5", "score": 37.5, "grader_id": "21070000000000987",
@@ -1116,7 +1118,7 @@ fn broken_change_events_are_rejected_with_a_clear_error() {
     assert_rejected(&json!({"detail": {}}), "detail-type");
 }
 
-/// Mirrors the processor: normalizes and applies one event to its row, and builds the change.
+/// The processor's entity model over in-memory rows: one event in, the bus event out.
 struct Catalog {
     rows: HashMap<String, EntityRecord>,
 }
@@ -1131,55 +1133,19 @@ impl Catalog {
     /// Applies an event in either format; returns the EventBridge event published for it.
     fn apply(&mut self, payload: &Value, received_at: &str) -> Value {
         let event = live_events::from_value(payload.clone(), DeliveryHints::default()).unwrap();
-        let key = event.entity_key.as_str().to_string();
-        let normalized = normalize(&event.event_name, &key, event.format, &event.payload);
+        let received = parse_event_time(received_at).unwrap();
+        let message = ChangeMessage::new(&event, &delivery::SQS, received);
         let current = self
             .rows
-            .get(&key)
+            .get(&message.entity_key)
             .cloned()
-            .unwrap_or_else(|| EntityRecord::empty(&key));
-        let event_time = format_sortable(&event.event_time);
-        let applied = apply(
-            &current,
-            &event.event_name,
-            &event_time,
-            &event.content_hash,
-            &normalized,
-            received_at,
-        );
-        let record = applied.record;
-        let detail = detail_type(&event.event_name, &record.entity_type, applied.kind);
-        let change = ChangeEvent {
-            event_id: format!("id-{}", &event.content_hash[..16]),
-            schema_version: SCHEMA_VERSION,
-            entity: EntityRef {
-                entity_type: record.entity_type.clone(),
-                id: record.entity_id.clone(),
-                key: record.key.clone(),
-                parent: record.parent.clone(),
-            },
-            sequence: record.sequence,
-            change: applied.kind,
-            late: applied.late,
-            replay: false,
-            occurred_at: event_time,
-            received_at: received_at.to_string(),
-            published_at: received_at.to_string(),
-            canvas: CanvasOrigin {
-                event_name: event.event_name.clone(),
-                event_hash: event.content_hash.clone(),
-                format: event.format,
-                delivery: Source::Sqs,
-                context: normalized.context,
-            },
-            data: normalized.data,
-            changed: applied.changed,
-            previous: applied.previous,
-            state: record.state.clone(),
-            deleted: record.deleted,
-        };
-        self.rows.insert(key, record);
-        envelope(&detail, &change)
+            .unwrap_or_else(|| CatalogModel.empty(&message.entity_key));
+        let mut derived = CatalogModel
+            .derive(&current, &message, event_id(&event.content_hash), false)
+            .unwrap();
+        derived.change.stamp(received_at, false);
+        self.rows.insert(message.entity_key.clone(), derived.row);
+        envelope(&derived.detail_type, &derived.change)
     }
 }
 

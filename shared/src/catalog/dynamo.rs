@@ -3,6 +3,7 @@
 
 use super::EntityRecord;
 use crate::aws::{AwsError, Item, all_pages, classify};
+use crate::processor::StoredRow;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde_json::{Map, Value};
@@ -16,7 +17,7 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 /// The row as a DynamoDB item (state as a JSON string: schemaless, read whole).
-pub fn record_to_item(record: &EntityRecord) -> Item {
+fn record_to_item(record: &EntityRecord) -> Item {
     let mut item = HashMap::from([
         ("pk".to_string(), s(&record.key)),
         ("entity_type".to_string(), s(&record.entity_type)),
@@ -46,7 +47,7 @@ pub fn record_to_item(record: &EntityRecord) -> Item {
 }
 
 /// Reads a row back; `None` when the item is not a catalog row.
-pub fn record_from_item(item: &Item) -> Option<EntityRecord> {
+fn record_from_item(item: &Item) -> Option<EntityRecord> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     let key = text("pk")?;
     let mut record = EntityRecord::empty(&key);
@@ -66,6 +67,19 @@ pub fn record_from_item(item: &Item) -> Option<EntityRecord> {
     record.parent = text("parent");
     record.updated_at = text("updated_at").unwrap_or_default();
     Some(record)
+}
+
+/// The processor's ledger writes catalog rows in this format.
+impl StoredRow for EntityRecord {
+    fn updated_at(&self) -> &str {
+        &self.updated_at
+    }
+    fn to_item(&self) -> Item {
+        record_to_item(self)
+    }
+    fn from_item(item: &Item) -> Option<Self> {
+        record_from_item(item)
+    }
 }
 
 /// Read access to the catalog table.

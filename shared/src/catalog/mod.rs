@@ -9,33 +9,59 @@
 //!
 //! - [`normalize`]: an event in either format → the entity's normalized fields
 //! - [`apply`]: what one event does to an entity row (pure, the rules live here)
+//! - [`CatalogModel`]: the processor's entity model for Canvas (normalize + apply → change)
+//! - [`change_event`]: the change events it publishes
 //! - [`DynamoCatalog`]: reading rows back (admin, orchestrator, tests)
 
 mod apply;
+pub mod change_event;
 mod dynamo;
+mod model;
 pub mod normalize;
 
 pub use apply::{Applied, ChangeKind, apply};
-pub use dynamo::{CATALOG_PARENT_INDEX, DynamoCatalog, record_from_item, record_to_item};
+pub use change_event::{CanvasOrigin, ChangeEvent, EntityRef, detail_type};
+pub use dynamo::{CATALOG_PARENT_INDEX, DynamoCatalog};
+pub use model::CatalogModel;
 pub use normalize::{Normalized, normalize};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The entity types whose state the catalog keeps.
-pub const CATALOG_TYPES: [&str; 8] = [
-    "course",
-    "section",
-    "enrollment",
-    "user",
-    "assignment",
-    "submission",
-    "module",
-    "module_item",
+/// The entity types whose state the catalog keeps, with their names in detail-types
+/// (`Module Item Deleted`). Every other list of them derives from this one.
+const CATALOG_ENTITIES: [(&str, &str); 8] = [
+    ("course", "Course"),
+    ("section", "Section"),
+    ("enrollment", "Enrollment"),
+    ("user", "User"),
+    ("assignment", "Assignment"),
+    ("submission", "Submission"),
+    ("module", "Module"),
+    ("module_item", "Module Item"),
 ];
+
+/// The entity types whose state the catalog keeps.
+pub const CATALOG_TYPES: [&str; CATALOG_ENTITIES.len()] = {
+    let mut types = [""; CATALOG_ENTITIES.len()];
+    let mut i = 0;
+    while i < types.len() {
+        types[i] = CATALOG_ENTITIES[i].0;
+        i += 1;
+    }
+    types
+};
 
 pub fn is_catalog_type(entity_type: &str) -> bool {
     CATALOG_TYPES.contains(&entity_type)
+}
+
+/// A catalog entity type's display name in detail-types.
+fn entity_title(entity_type: &str) -> Option<&'static str> {
+    CATALOG_ENTITIES
+        .iter()
+        .find(|(name, _)| *name == entity_type)
+        .map(|(_, title)| *title)
 }
 
 /// One catalog row.

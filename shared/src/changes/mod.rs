@@ -6,9 +6,8 @@ mod sqs;
 pub use sqs::SqsChangeQueue;
 
 use crate::aws::AwsError;
-use crate::inbox::Source;
+use crate::inbox::{Delivery, SourceEvent};
 use crate::live_events::time::format_sortable;
-use crate::live_events::{Format, LiveEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,8 +26,10 @@ pub struct ChangeMessage {
     pub entity_key: String,
     pub event_name: String,
     pub event_time: String,
-    pub format: Format,
-    pub source: Source,
+    /// The source's envelope format (Canvas: `canvas` or `caliper`).
+    pub format: String,
+    /// How the event reached coursewire.
+    pub source: Delivery,
     pub received_at: String,
     pub payload: Value,
     /// Set when the replay tool re-sent the event (absent on the normal path).
@@ -76,17 +77,17 @@ impl ReplayMode {
 }
 
 impl ChangeMessage {
-    pub fn new(event: &LiveEvent, source: Source, received_at: DateTime<Utc>) -> Self {
+    pub fn new(event: &dyn SourceEvent, delivery: &Delivery, received_at: DateTime<Utc>) -> Self {
         Self {
             version: CHANGE_MESSAGE_VERSION,
-            event_hash: event.content_hash.clone(),
-            entity_key: event.entity_key.as_str().to_string(),
-            event_name: event.event_name.clone(),
-            event_time: format_sortable(&event.event_time),
-            format: event.format,
-            source,
+            event_hash: event.content_hash().to_string(),
+            entity_key: event.entity_key().to_string(),
+            event_name: event.event_name().to_string(),
+            event_time: format_sortable(&event.event_time()),
+            format: event.format().to_string(),
+            source: delivery.clone(),
             received_at: format_sortable(&received_at),
-            payload: event.payload.clone(),
+            payload: event.payload().clone(),
             replay: None,
         }
     }

@@ -2,9 +2,8 @@
 //! event, TTL on `expires_at` for cleanup.
 
 use super::record::{self, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, field};
-use super::{Admission, Inbox, Reject, Source};
+use super::{Admission, Delivery, Inbox, Reject, SourceEvent};
 use crate::aws::{AwsError, classify};
-use crate::live_events::LiveEvent;
 use crate::live_events::time::{format_sortable, parse_event_time};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -51,29 +50,29 @@ fn s(value: impl Into<String>) -> AttributeValue {
 impl Inbox for DynamoInbox {
     async fn admit(
         &self,
-        event: &LiveEvent,
-        source: Source,
+        event: &dyn SourceEvent,
+        delivery: &Delivery,
         received_at: DateTime<Utc>,
     ) -> Result<Admission, AwsError> {
-        let hash = &event.content_hash;
-        let event_time = format_sortable(&event.event_time);
-        let payload = serde_json::to_string(&event.payload)
+        let hash = event.content_hash();
+        let event_time = format_sortable(&event.event_time());
+        let payload = serde_json::to_string(event.payload())
             .map_err(|e| AwsError::Permanent(e.to_string()))?;
         let item: HashMap<String, AttributeValue> = HashMap::from([
             (field::PK.into(), s(record::event_pk(hash))),
             (field::KIND.into(), s("event")),
-            (field::CONTENT_HASH.into(), s(hash.as_str())),
-            (field::EVENT_NAME.into(), s(event.event_name.as_str())),
+            (field::CONTENT_HASH.into(), s(hash)),
+            (field::EVENT_NAME.into(), s(event.event_name())),
             (field::EVENT_TIME.into(), s(event_time.as_str())),
-            (field::ENTITY_KEY.into(), s(event.entity_key.as_str())),
-            (field::FORMAT.into(), s(event.format.as_str())),
-            (field::SOURCE.into(), s(source.as_str())),
+            (field::ENTITY_KEY.into(), s(event.entity_key())),
+            (field::FORMAT.into(), s(event.format())),
+            (field::SOURCE.into(), s(delivery.as_str())),
             (field::RECEIVED_AT.into(), s(format_sortable(&received_at))),
             (field::PAYLOAD.into(), s(payload)),
             (field::STATUS.into(), s(STATUS_RECEIVED)),
             (
                 field::TIME_BUCKET.into(),
-                s(record::time_bucket(&event.event_time, hash)),
+                s(record::time_bucket(&event.event_time(), hash)),
             ),
             (
                 field::TIME_KEY.into(),
@@ -122,7 +121,7 @@ impl Inbox for DynamoInbox {
         let item = HashMap::from([
             (field::PK.into(), s(record::reject_pk(&digest))),
             (field::KIND.into(), s("reject")),
-            (field::SOURCE.into(), s(reject.source.as_str())),
+            (field::SOURCE.into(), s(reject.delivery.as_str())),
             (field::REASON_CODE.into(), s(reject.reason_code)),
             (field::REASON.into(), s(reject.reason.as_str())),
             (

@@ -13,29 +13,47 @@ pub use dynamo::DynamoInbox;
 pub use record::{STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, TIME_SHARDS};
 
 use crate::aws::AwsError;
-use crate::live_events::LiveEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::borrow::Cow;
 
-/// How an event reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Sqs,
-    Https,
-    /// Synthesized by the reconciler from Canvas's API: what live events lost.
-    Reconciliation,
+/// How an event reached coursewire: its delivery channel, named by the source that owns it
+/// (Canvas's: [`crate::live_events::delivery`]). Stored and published as its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Delivery(Cow<'static, str>);
+
+impl Delivery {
+    pub const fn named(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Sqs => "sqs",
-            Source::Https => "https",
-            Source::Reconciliation => "reconciliation",
-        }
+impl From<String> for Delivery {
+    fn from(name: String) -> Self {
+        Self(Cow::Owned(name))
     }
+}
+
+/// An event as the pipeline needs it, whatever its source: identity, ordering key, time and
+/// body. Implemented by each source's parsed event (Canvas: `LiveEvent`).
+pub trait SourceEvent: Send + Sync {
+    /// Hex SHA-256 of the event's canonical form: its identity (the inbox key).
+    fn content_hash(&self) -> &str;
+    /// `<type>:<id>` of the entity it is about: the unit of ordering.
+    fn entity_key(&self) -> &str;
+    fn event_name(&self) -> &str;
+    /// When it happened at the source: what replay windows select by.
+    fn event_time(&self) -> DateTime<Utc>;
+    /// The source's envelope format (Canvas: `canvas` or `caliper`).
+    fn format(&self) -> &str;
+    fn payload(&self) -> &Value;
 }
 
 /// The result of offering an event to the inbox.
@@ -58,7 +76,7 @@ pub enum Admission {
 /// A payload that could not be accepted, kept for operators (with a short retention).
 #[derive(Debug, Clone)]
 pub struct Reject {
-    pub source: Source,
+    pub delivery: Delivery,
     pub reason_code: &'static str,
     pub reason: String,
     pub received_at: DateTime<Utc>,
@@ -70,8 +88,8 @@ pub struct Reject {
 pub trait Inbox: Send + Sync {
     async fn admit(
         &self,
-        event: &LiveEvent,
-        source: Source,
+        event: &dyn SourceEvent,
+        delivery: &Delivery,
         received_at: DateTime<Utc>,
     ) -> Result<Admission, AwsError>;
     async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError>;

@@ -7,8 +7,8 @@
 
 use super::{Ingestor, Outcome};
 use crate::function::HttpHandler;
-use crate::inbox::Source;
 use crate::jwt::VerifyError;
+use crate::live_events::delivery;
 use crate::live_events::{self, DeliveryHints, LiveEvent};
 use crate::telemetry::{Metrics, Unit};
 use base64::Engine;
@@ -151,7 +151,7 @@ impl Ingestor {
                         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
                         .unwrap_or_default();
                     if let Err(store) = self
-                        .reject(Source::Https, e.code(), e.to_string(), &claims, metrics)
+                        .reject(&delivery::HTTPS, e.code(), e.to_string(), &claims, metrics)
                         .await
                     {
                         tracing::warn!(error = %store, "could not record reject");
@@ -181,7 +181,7 @@ impl Ingestor {
             Err(e) => {
                 let code = e.code();
                 if let Err(store) = self
-                    .reject(Source::Https, code, e.to_string(), &raw(), metrics)
+                    .reject(&delivery::HTTPS, code, e.to_string(), &raw(), metrics)
                     .await
                 {
                     tracing::warn!(error = %store, "could not record reject");
@@ -193,7 +193,7 @@ impl Ingestor {
         let outcome = self
             .ingest(
                 std::slice::from_ref(&event),
-                Source::Https,
+                &delivery::HTTPS,
                 Utc::now(),
                 metrics,
             )
@@ -210,7 +210,7 @@ impl Ingestor {
             Some(Err(e)) if !e.is_transient() => {
                 let _ = self
                     .reject(
-                        Source::Https,
+                        &delivery::HTTPS,
                         "storage_rejected",
                         e.to_string(),
                         &raw(),

@@ -11,7 +11,7 @@ pub use config::IngestConfig;
 
 use crate::aws::AwsError;
 use crate::changes::{ChangeMessage, ChangeQueue};
-use crate::inbox::{Admission, Inbox, Reject, Source};
+use crate::inbox::{Admission, Delivery, Inbox, Reject};
 use crate::jwt::EventVerifier;
 use crate::live_events::LiveEvent;
 use crate::telemetry::{Metrics, MetricsSink};
@@ -108,7 +108,7 @@ impl Ingestor {
     pub async fn ingest(
         &self,
         events: &[LiveEvent],
-        source: Source,
+        delivery: &Delivery,
         received_at: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Vec<Result<Outcome, AwsError>> {
@@ -128,7 +128,7 @@ impl Ingestor {
         let admissions = join_all(
             unique
                 .iter()
-                .map(|&i| self.inbox.admit(&events[i], source, received_at)),
+                .map(|&i| self.inbox.admit(&events[i], delivery, received_at)),
         )
         .await;
         let mut to_send = Vec::new();
@@ -154,7 +154,7 @@ impl Ingestor {
 
         let messages: Vec<ChangeMessage> = to_send
             .iter()
-            .map(|&(i, _)| ChangeMessage::new(&events[i], source, received_at))
+            .map(|&(i, _)| ChangeMessage::new(&events[i], delivery, received_at))
             .collect();
         let sent = if messages.is_empty() {
             Vec::new()
@@ -172,7 +172,7 @@ impl Ingestor {
             })
             .collect();
         for (event, result) in events.iter().zip(&results) {
-            self.observe(event, source, result, metrics);
+            self.observe(event, delivery, result, metrics);
         }
         results
     }
@@ -180,11 +180,11 @@ impl Ingestor {
     fn observe(
         &self,
         event: &LiveEvent,
-        source: Source,
+        delivery: &Delivery,
         result: &Result<Outcome, AwsError>,
         metrics: &Metrics,
     ) {
-        let dims = [("Source", source.as_str())];
+        let dims = [("Source", delivery.as_str())];
         match result {
             Ok(outcome) => {
                 tracing::info!(
@@ -192,7 +192,7 @@ impl Ingestor {
                     event_name = %event.event_name,
                     entity_key = %event.entity_key,
                     format = event.format.as_str(),
-                    source = source.as_str(),
+                    source = delivery.as_str(),
                     outcome = outcome.as_str(),
                     "live event ingested"
                 );
@@ -217,21 +217,21 @@ impl Ingestor {
     /// returned so that SQS retries the message instead of losing it silently.
     async fn reject(
         &self,
-        source: Source,
+        delivery: &Delivery,
         reason_code: &'static str,
         reason: String,
         raw: &[u8],
         metrics: &Metrics,
     ) -> Result<(), AwsError> {
-        tracing::warn!(source = source.as_str(), reason_code, reason = %reason, bytes = raw.len(), "live event rejected");
+        tracing::warn!(source = delivery.as_str(), reason_code, reason = %reason, bytes = raw.len(), "live event rejected");
         metrics.count(
             "EventsRejected",
-            &[("Source", source.as_str()), ("Reason", reason_code)],
+            &[("Source", delivery.as_str()), ("Reason", reason_code)],
             1,
         );
         let sample = &raw[..raw.len().min(REJECT_SAMPLE_BYTES)];
         let reject = Reject {
-            source,
+            delivery: delivery.clone(),
             reason_code,
             reason,
             received_at: Utc::now(),

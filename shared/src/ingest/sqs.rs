@@ -4,7 +4,7 @@
 
 use super::Ingestor;
 use crate::function::{BatchOutcome, HandlerError, QueueHandler, QueueMessage};
-use crate::inbox::Source;
+use crate::live_events::delivery;
 use crate::live_events::{self, DeliveryHints};
 use crate::telemetry::Unit;
 use async_trait::async_trait;
@@ -65,7 +65,7 @@ impl Ingestor {
         }
 
         let outcomes = self
-            .ingest(&events, Source::Sqs, received_at, &metrics)
+            .ingest(&events, &delivery::SQS, received_at, &metrics)
             .await;
         for ((id, body), outcome) in event_ids.into_iter().zip(outcomes) {
             match outcome {
@@ -78,7 +78,13 @@ impl Ingestor {
         }
 
         let recorded = join_all(rejects.iter().map(|(_, code, reason, body)| {
-            self.reject(Source::Sqs, code, reason.clone(), body.as_bytes(), &metrics)
+            self.reject(
+                &delivery::SQS,
+                code,
+                reason.clone(),
+                body.as_bytes(),
+                &metrics,
+            )
         }))
         .await;
         for ((id, _, _, _), result) in rejects.iter().zip(recorded) {

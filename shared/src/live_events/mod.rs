@@ -12,6 +12,7 @@ pub mod corpus;
 pub mod entity;
 pub mod time;
 
+use crate::inbox::SourceEvent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +33,13 @@ impl Format {
             Format::Canvas => "canvas",
             Format::Caliper => "caliper",
         }
+    }
+
+    /// The format named `name` (as [`Format::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Format> {
+        [Format::Canvas, Format::Caliper]
+            .into_iter()
+            .find(|format| format.as_str() == name)
     }
 }
 
@@ -54,6 +62,39 @@ pub struct LiveEvent {
     pub content_hash: String,
     /// The event as Canvas sent it (without JWT registered claims).
     pub payload: Value,
+}
+
+impl SourceEvent for LiveEvent {
+    fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+    fn entity_key(&self) -> &str {
+        self.entity_key.as_str()
+    }
+    fn event_name(&self) -> &str {
+        &self.event_name
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.event_time
+    }
+    fn format(&self) -> &str {
+        self.format.as_str()
+    }
+    fn payload(&self) -> &Value {
+        &self.payload
+    }
+}
+
+/// How a Canvas event reached coursewire (the inbox's and the change event's `delivery`).
+pub mod delivery {
+    use crate::inbox::Delivery;
+
+    /// Canvas's Live Events SQS queue.
+    pub static SQS: Delivery = Delivery::named("sqs");
+    /// Canvas's HTTPS delivery (signed JWT or plain JSON).
+    pub static HTTPS: Delivery = Delivery::named("https");
+    /// Synthesized by the reconciler from Canvas's API: what live events lost.
+    pub static RECONCILIATION: Delivery = Delivery::named("reconciliation");
 }
 
 /// Why a payload is not a usable live event. Messages name the field, never echo content.

@@ -1,7 +1,9 @@
-//! Configuration of the processor function, from the environment `template.yaml` sets.
+//! Configuration of the Canvas processor function (the catalog model), from the environment
+//! `template.yaml` sets.
 
 use super::{DynamoLedger, Processor};
 use crate::bus::{EventBridgePublisher, Producer};
+use crate::catalog::{CatalogModel, EntityRecord};
 use crate::config::{ConfigError, Env, process_env};
 use crate::telemetry::MetricsSink;
 use std::sync::Arc;
@@ -35,8 +37,8 @@ impl ProcessorConfig {
         aws: &aws_config::SdkConfig,
         metrics: Arc<dyn MetricsSink>,
         function: &str,
-    ) -> Processor {
-        let ledger = DynamoLedger::new(
+    ) -> Processor<CatalogModel> {
+        let ledger = DynamoLedger::<EntityRecord>::new(
             aws_sdk_dynamodb::Client::new(aws),
             self.catalog_table.clone(),
             self.inbox_table.clone(),
@@ -46,7 +48,13 @@ impl ProcessorConfig {
             self.event_bus_name.clone(),
             Producer::CANVAS,
         );
-        Processor::new(Arc::new(ledger), Arc::new(publisher), metrics, function)
+        Processor::new(
+            CatalogModel,
+            Arc::new(ledger),
+            Arc::new(publisher),
+            metrics,
+            function,
+        )
     }
 }
 

@@ -1,78 +1,94 @@
-//! The processor's storage port: the catalog row and the outbox record of a source event are
-//! written in one transaction, so a change is either applied *and* recorded for publishing,
-//! or not at all.
+//! The processor's storage port: the entity's row and the outbox record of a source event
+//! are written in one transaction, so a change is either applied *and* recorded for
+//! publishing, or not at all.
 
-use crate::aws::{AwsError, classify};
-use crate::bus::ChangeEvent;
-use crate::catalog::{EntityRecord, record_from_item, record_to_item};
+use super::ChangeDetail;
+use crate::aws::{AwsError, Item, classify};
 use crate::inbox::record::{self, OutboxEntry};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use std::marker::PhantomData;
 
 /// The change event recorded for one source event (stored on its inbox record).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRecord {
+pub struct OutboxRecord<C> {
     pub event_hash: String,
     pub detail_type: String,
     /// As first derived; `published_at` and `replay` are set per publication.
-    pub event: ChangeEvent,
+    pub event: C,
     pub published: bool,
 }
 
 /// What a commit did.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Commit {
+pub enum Commit<C> {
     Committed,
     /// The source event was applied before (a redelivery, a retry after a crash, a replay):
     /// here is what was recorded then.
-    AlreadyApplied(Box<OutboxRecord>),
-    /// The catalog row changed since it was read (another writer): reload and retry.
+    AlreadyApplied(Box<OutboxRecord<C>>),
+    /// The entity's row changed since it was read (another writer): reload and retry.
     RowMoved,
 }
 
+/// Rows (`R`) and recorded change events (`C`) of one entity model.
 #[async_trait]
-pub trait Ledger: Send + Sync {
-    /// The entity's row, or an empty one if it has never had an event.
-    async fn load(&self, entity_key: &str) -> Result<EntityRecord, AwsError>;
-    /// Writes `record` (expected to be at `previous_sequence` now) and the outbox record.
+pub trait Ledger<R, C>: Send + Sync {
+    /// The entity's row, `None` if it has never had an event.
+    async fn load(&self, entity_key: &str) -> Result<Option<R>, AwsError>;
+    /// Writes `row` (expected to be at `previous_sequence` now) and the outbox record.
     async fn commit(
         &self,
         previous_sequence: u64,
-        record: &EntityRecord,
-        outbox: &OutboxRecord,
-    ) -> Result<Commit, AwsError>;
+        row: &R,
+        outbox: &OutboxRecord<C>,
+    ) -> Result<Commit<C>, AwsError>;
     /// Marks the outbox record published.
     async fn mark_published(&self, event_hash: &str, published_at: &str) -> Result<(), AwsError>;
 }
 
-pub struct DynamoLedger {
-    client: Client,
-    catalog_table: String,
-    inbox_table: String,
+/// How an entity model's row is stored in its DynamoDB table (`pk` = entity key, a numeric
+/// `sequence` attribute the commit's condition checks).
+pub trait StoredRow: Sized + Send + Sync {
+    /// When the row was written (the outbox record's `applied_at`).
+    fn updated_at(&self) -> &str;
+    fn to_item(&self) -> Item;
+    fn from_item(item: &Item) -> Option<Self>;
 }
 
-impl DynamoLedger {
+/// The ledger on DynamoDB: the model's table for rows, the inbox for outbox records.
+pub struct DynamoLedger<R> {
+    client: Client,
+    rows_table: String,
+    inbox_table: String,
+    rows: PhantomData<fn() -> R>,
+}
+
+impl<R> DynamoLedger<R> {
     pub fn new(
         client: Client,
-        catalog_table: impl Into<String>,
+        rows_table: impl Into<String>,
         inbox_table: impl Into<String>,
     ) -> Self {
         Self {
             client,
-            catalog_table: catalog_table.into(),
+            rows_table: rows_table.into(),
             inbox_table: inbox_table.into(),
+            rows: PhantomData,
         }
     }
 
     /// The outbox part of an inbox record, if the event has been applied.
-    async fn outbox(&self, event_hash: &str) -> Result<Option<OutboxRecord>, AwsError> {
+    async fn outbox<C: ChangeDetail>(
+        &self,
+        event_hash: &str,
+    ) -> Result<Option<OutboxRecord<C>>, AwsError> {
         let Some(stored) = record::read_outbox(&self.client, &self.inbox_table, event_hash).await?
         else {
             return Ok(None);
         };
-        let event: ChangeEvent = serde_json::from_str(&stored.change_event).map_err(|e| {
+        let event: C = serde_json::from_str(&stored.change_event).map_err(|e| {
             AwsError::Permanent(format!("outbox record of {event_hash} is unreadable: {e}"))
         })?;
         Ok(Some(OutboxRecord {
@@ -89,33 +105,30 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 #[async_trait]
-impl Ledger for DynamoLedger {
-    async fn load(&self, entity_key: &str) -> Result<EntityRecord, AwsError> {
+impl<R: StoredRow, C: ChangeDetail> Ledger<R, C> for DynamoLedger<R> {
+    async fn load(&self, entity_key: &str) -> Result<Option<R>, AwsError> {
         let out = self
             .client
             .get_item()
-            .table_name(&self.catalog_table)
+            .table_name(&self.rows_table)
             .key("pk", s(entity_key))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        Ok(out
-            .item()
-            .and_then(record_from_item)
-            .unwrap_or_else(|| EntityRecord::empty(entity_key)))
+        Ok(out.item().and_then(R::from_item))
     }
 
     async fn commit(
         &self,
         previous_sequence: u64,
-        record: &EntityRecord,
-        outbox: &OutboxRecord,
-    ) -> Result<Commit, AwsError> {
+        row: &R,
+        outbox: &OutboxRecord<C>,
+    ) -> Result<Commit<C>, AwsError> {
         let permanent = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Permanent(e.to_string());
-        let row = Put::builder()
-            .table_name(&self.catalog_table)
-            .set_item(Some(record_to_item(record)))
+        let put_row = Put::builder()
+            .table_name(&self.rows_table)
+            .set_item(Some(row.to_item()))
             .condition_expression(if previous_sequence == 0 {
                 "attribute_not_exists(pk)"
             } else {
@@ -140,18 +153,18 @@ impl Ledger for DynamoLedger {
             &self.inbox_table,
             &OutboxEntry {
                 content_hash: &outbox.event_hash,
-                event_id: &outbox.event.event_id,
-                sequence: outbox.event.sequence,
+                event_id: outbox.event.event_id(),
+                sequence: outbox.event.sequence(),
                 detail_type: &outbox.detail_type,
                 change_event: &change_event,
-                applied_at: &record.updated_at,
+                applied_at: row.updated_at(),
             },
         )
         .map_err(permanent)?;
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(row).build())
+            .transact_items(TransactWriteItem::builder().put(put_row).build())
             .transact_items(TransactWriteItem::builder().update(record_outbox).build())
             .send()
             .await;

@@ -1,8 +1,9 @@
-//! The processor: `changes.fifo` → catalog → change events on EventBridge.
+//! The processor: a source's change queue → its entity rows → change events on EventBridge,
+//! for any source's [`EntityModel`] (Canvas: `changes.fifo` → the catalog).
 //!
 //! For each message, in order within its entity's message group:
-//! 1. load the entity's catalog row (once per group and batch);
-//! 2. [`apply`](crate::catalog::apply) the event: next sequence number, merged state, late flag;
+//! 1. load the entity's row (once per group and batch);
+//! 2. [`derive`](EntityModel::derive) the change: next sequence number, new row, late flag;
 //! 3. commit the row and the outbox record (on the event's inbox record) in one transaction;
 //! 4. publish the change event (PutEvents, failed entries retried);
 //! 5. mark the outbox record published.
@@ -14,16 +15,14 @@
 
 mod config;
 mod ledger;
+mod model;
 
 pub use config::ProcessorConfig;
-pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord};
+pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord, StoredRow};
+pub use model::{ChangeDetail, Derived, EntityModel, ModelError};
 
 use crate::aws::AwsError;
-use crate::bus::{
-    BusEntry, CanvasOrigin, ChangeEvent, EntityRef, EventPublisher, Publication, SCHEMA_VERSION,
-    detail_type,
-};
-use crate::catalog::{self, EntityRecord};
+use crate::bus::{BusEntry, EventPublisher};
 use crate::changes::{ChangeMessage, ReplayMode};
 use crate::function::{BatchOutcome, HandlerError, QueueHandler, QueueMessage};
 use crate::live_events::time::{format_sortable, parse_event_time};
@@ -50,11 +49,48 @@ pub fn event_id(event_hash: &str) -> String {
         .to_string()
 }
 
-pub struct Processor {
-    ledger: Arc<dyn Ledger>,
+/// Rows and recorded changes of model `M`.
+pub type LedgerOf<M> = dyn Ledger<<M as EntityModel>::Row, <M as EntityModel>::Change>;
+
+pub struct Processor<M: EntityModel> {
+    model: M,
+    ledger: Arc<LedgerOf<M>>,
     publisher: Arc<dyn EventPublisher>,
     metrics: Arc<dyn MetricsSink>,
     function: String,
+}
+
+/// One change event for the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication<C> {
+    pub detail_type: String,
+    /// When this copy is put on the bus (also stamped on `event`).
+    pub published_at: String,
+    pub replay: bool,
+    pub event: C,
+}
+
+impl<C: ChangeDetail> Publication<C> {
+    /// Stamps a recorded change for publishing now.
+    fn now(detail_type: String, mut event: C, replay: bool) -> Self {
+        let published_at = format_sortable(&Utc::now());
+        event.stamp(&published_at, replay);
+        Self {
+            detail_type,
+            published_at,
+            replay,
+            event,
+        }
+    }
+
+    /// The bus entry of this change event.
+    pub fn entry(&self) -> Result<BusEntry, AwsError> {
+        Ok(BusEntry {
+            detail_type: self.detail_type.clone(),
+            detail: serde_json::to_string(&self.event)
+                .map_err(|e| AwsError::Permanent(e.to_string()))?,
+        })
+    }
 }
 
 /// One message of the batch on its way through the steps.
@@ -64,21 +100,23 @@ struct Item {
 }
 
 /// What a message needs after the commit step.
-enum Next {
+enum Next<C> {
     /// Publish this, then mark it published.
-    Publish(Box<Publication>),
+    Publish(Box<Publication<C>>),
     /// Nothing left to do (already published; a duplicate delivery or a healing replay).
     Done,
 }
 
-impl Processor {
+impl<M: EntityModel> Processor<M> {
     pub fn new(
-        ledger: Arc<dyn Ledger>,
+        model: M,
+        ledger: Arc<LedgerOf<M>>,
         publisher: Arc<dyn EventPublisher>,
         metrics: Arc<dyn MetricsSink>,
         function: &str,
     ) -> Self {
         Self {
+            model,
             ledger,
             publisher,
             metrics,
@@ -161,7 +199,7 @@ impl Processor {
                 match result {
                     Ok(()) => self
                         .ledger
-                        .mark_published(&item.message.event_hash, &publication.event.published_at)
+                        .mark_published(&item.message.event_hash, &publication.published_at)
                         .await
                         .map(|()| true),
                     Err(e) => Err(e.clone()),
@@ -174,7 +212,7 @@ impl Processor {
             match mark {
                 Ok(_) => {
                     metrics.count("ChangesPublished", &dims, 1);
-                    if publication.event.replay {
+                    if publication.replay {
                         metrics.count("ChangesRepublished", &[], 1);
                     }
                     if let Some(received) = parse_event_time(&item.message.received_at) {
@@ -183,7 +221,7 @@ impl Processor {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(correlation_id = %item.message.event_hash, event_id = %publication.event.event_id, error = %e, "change event not confirmed published; the retry re-publishes the same event id");
+                    tracing::warn!(correlation_id = %item.message.event_hash, event_id = %publication.event.event_id(), error = %e, "change event not confirmed published; the retry re-publishes the same event id");
                     metrics.count("PublishFailures", &[], 1);
                     failed.insert(item.message_id.clone());
                 }
@@ -218,9 +256,9 @@ impl Processor {
         entity_key: &str,
         items: &[Item],
         metrics: &Metrics,
-    ) -> Vec<Option<Next>> {
-        let mut out: Vec<Option<Next>> = Vec::with_capacity(items.len());
-        let mut row: Option<EntityRecord> = None;
+    ) -> Vec<Option<Next<M::Change>>> {
+        let mut out: Vec<Option<Next<M::Change>>> = Vec::with_capacity(items.len());
+        let mut row: Option<M::Row> = None;
         for item in items {
             if out.last().is_some_and(Option::is_none) {
                 out.push(None);
@@ -242,9 +280,9 @@ impl Processor {
         &self,
         entity_key: &str,
         item: &Item,
-        row: &mut Option<EntityRecord>,
+        row: &mut Option<M::Row>,
         metrics: &Metrics,
-    ) -> Result<Next, AwsError> {
+    ) -> Result<Next<M::Change>, AwsError> {
         let message = &item.message;
         let mode = message.replay.as_ref().map(|r| r.mode);
         let republish = mode == Some(ReplayMode::Republish);
@@ -254,18 +292,35 @@ impl Processor {
         for attempt in 1..=COMMIT_ATTEMPTS {
             let current = match row.take() {
                 Some(current) => current,
-                None => self.ledger.load(entity_key).await?,
+                None => match self.ledger.load(entity_key).await? {
+                    Some(stored) => stored,
+                    None => self.model.empty(entity_key),
+                },
             };
-            let (next_row, detail_type, event) = derive(&current, message, republish);
+            let derived = match self.model.derive(
+                &current,
+                message,
+                event_id(&message.event_hash),
+                republish,
+            ) {
+                Ok(derived) => derived,
+                Err(e) => {
+                    // Like an unreadable message: retrying cannot fix it and would block the
+                    // group; the inbox keeps the event for a replay after the fix.
+                    tracing::error!(correlation_id = %message.event_hash, entity_key, error = %e, "change message the model cannot read dropped");
+                    metrics.count("UnreadableMessages", &[], 1);
+                    return Ok(Next::Done);
+                }
+            };
             let outbox = OutboxRecord {
                 event_hash: message.event_hash.clone(),
-                detail_type: detail_type.clone(),
-                event: event.clone(),
+                detail_type: derived.detail_type,
+                event: derived.change,
                 published: false,
             };
             let committed = match self
                 .ledger
-                .commit(current.sequence, &next_row, &outbox)
+                .commit(self.model.sequence(&current), &derived.row, &outbox)
                 .await
             {
                 Ok(committed) => committed,
@@ -281,27 +336,25 @@ impl Processor {
             };
             match committed {
                 Commit::Committed => {
-                    metrics.count(
-                        "ChangesApplied",
-                        &[("EntityType", &next_row.entity_type)],
-                        1,
-                    );
-                    if event.late {
+                    let event = outbox.event;
+                    metrics.count("ChangesApplied", &[("EntityType", &derived.entity_type)], 1);
+                    if event.late() {
                         metrics.count("LateEvents", &[], 1);
                     }
                     tracing::info!(
                         correlation_id = %message.event_hash,
-                        event_id = %event.event_id,
+                        event_id = %event.event_id(),
                         entity_key,
-                        sequence = event.sequence,
-                        late = event.late,
+                        sequence = event.sequence(),
+                        late = event.late(),
                         "change applied"
                     );
-                    *row = Some(next_row);
-                    return Ok(Next::Publish(Box::new(Publication {
-                        detail_type,
-                        event: stamped(event, republish),
-                    })));
+                    *row = Some(derived.row);
+                    return Ok(Next::Publish(Box::new(Publication::now(
+                        outbox.detail_type,
+                        event,
+                        republish,
+                    ))));
                 }
                 Commit::AlreadyApplied(existing) => {
                     // The row we hold may be stale relative to this old event; reload next time.
@@ -316,10 +369,11 @@ impl Processor {
                         return Ok(Next::Done);
                     }
                     metrics.count("ChangesRecovered", &[], 1);
-                    return Ok(Next::Publish(Box::new(Publication {
-                        detail_type: existing.detail_type,
-                        event: stamped(existing.event, republish),
-                    })));
+                    return Ok(Next::Publish(Box::new(Publication::now(
+                        existing.detail_type,
+                        existing.event,
+                        republish,
+                    ))));
                 }
                 Commit::RowMoved => {
                     metrics.count("CommitConflicts", &[], 1);
@@ -330,21 +384,21 @@ impl Processor {
             }
         }
         Err(AwsError::Transient(format!(
-            "catalog row {entity_key} kept changing under {COMMIT_ATTEMPTS} attempts"
+            "the row of {entity_key} kept changing under {COMMIT_ATTEMPTS} attempts"
         )))
     }
 }
 
 #[async_trait]
-impl QueueHandler for Processor {
+impl<M: EntityModel> QueueHandler for Processor<M> {
     async fn handle(&self, batch: Vec<QueueMessage>) -> Result<BatchOutcome, HandlerError> {
         Ok(self.process_batch(batch).await)
     }
 }
 
-impl Processor {
+impl<M: EntityModel> Processor<M> {
     /// Puts the batch's change events on the bus; one result per publication.
-    async fn publish(&self, publications: &[Publication]) -> Vec<Result<(), AwsError>> {
+    async fn publish(&self, publications: &[Publication<M::Change>]) -> Vec<Result<(), AwsError>> {
         // Serialised once; an event that cannot be is failed without holding up the rest.
         let mut ready: Vec<BusEntry> = Vec::with_capacity(publications.len());
         let mut unsendable: Vec<Option<AwsError>> = Vec::with_capacity(publications.len());
@@ -372,68 +426,6 @@ impl Processor {
 
 /// Attempts at committing one message before it is left to the SQS retry.
 const COMMIT_ATTEMPTS: u32 = 5;
-
-/// Sets the per-publication fields of a recorded change event.
-fn stamped(mut event: ChangeEvent, replay: bool) -> ChangeEvent {
-    event.published_at = format_sortable(&Utc::now());
-    event.replay = replay;
-    event
-}
-
-/// Applies a message to a row: the next row and the change event to record.
-fn derive(
-    current: &EntityRecord,
-    message: &ChangeMessage,
-    replay: bool,
-) -> (EntityRecord, String, ChangeEvent) {
-    let normalized = catalog::normalize(
-        &message.event_name,
-        &message.entity_key,
-        message.format,
-        &message.payload,
-    );
-    let now = format_sortable(&Utc::now());
-    let applied = catalog::apply(
-        current,
-        &message.event_name,
-        &message.event_time,
-        &message.event_hash,
-        &normalized,
-        &now,
-    );
-    let record = applied.record;
-    let detail_type = detail_type(&message.event_name, &record.entity_type, applied.kind);
-    let event = ChangeEvent {
-        event_id: event_id(&message.event_hash),
-        schema_version: SCHEMA_VERSION,
-        entity: EntityRef {
-            entity_type: record.entity_type.clone(),
-            id: record.entity_id.clone(),
-            key: record.key.clone(),
-            parent: record.parent.clone(),
-        },
-        sequence: record.sequence,
-        change: applied.kind,
-        late: applied.late,
-        replay,
-        occurred_at: message.event_time.clone(),
-        received_at: message.received_at.clone(),
-        published_at: String::new(),
-        canvas: CanvasOrigin {
-            event_name: message.event_name.clone(),
-            event_hash: message.event_hash.clone(),
-            format: message.format,
-            delivery: message.source,
-            context: normalized.context,
-        },
-        data: normalized.data,
-        changed: applied.changed,
-        previous: applied.previous,
-        state: record.state.clone(),
-        deleted: record.deleted,
-    };
-    (record, detail_type, event)
-}
 
 #[cfg(test)]
 mod tests;

@@ -2,9 +2,9 @@
 //! in `tests/`).
 
 use super::*;
+use crate::catalog::{CatalogModel, ChangeEvent, EntityRecord};
 use crate::changes::Replay;
-use crate::inbox::Source;
-use crate::live_events::Format;
+use crate::live_events::delivery;
 use crate::telemetry::CollectingSink;
 use async_trait::async_trait;
 use serde_json::json;
@@ -14,7 +14,7 @@ use std::sync::Mutex;
 #[derive(Default)]
 struct Store {
     rows: HashMap<String, EntityRecord>,
-    outbox: HashMap<String, OutboxRecord>,
+    outbox: HashMap<String, OutboxRecord<ChangeEvent>>,
 }
 
 /// Ledger double; `fail_commit` / `fail_mark` name event hashes whose next call fails.
@@ -37,21 +37,16 @@ fn take(list: &Mutex<Vec<String>>, hash: &str) -> bool {
 }
 
 #[async_trait]
-impl Ledger for MemoryLedger {
-    async fn load(&self, key: &str) -> Result<EntityRecord, AwsError> {
-        let store = self.store.lock().unwrap();
-        Ok(store
-            .rows
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| EntityRecord::empty(key)))
+impl Ledger<EntityRecord, ChangeEvent> for MemoryLedger {
+    async fn load(&self, key: &str) -> Result<Option<EntityRecord>, AwsError> {
+        Ok(self.store.lock().unwrap().rows.get(key).cloned())
     }
     async fn commit(
         &self,
         previous: u64,
         record: &EntityRecord,
-        outbox: &OutboxRecord,
-    ) -> Result<Commit, AwsError> {
+        outbox: &OutboxRecord<ChangeEvent>,
+    ) -> Result<Commit<ChangeEvent>, AwsError> {
         if take(&self.fail_commit, &outbox.event_hash) {
             return Err(AwsError::Transient("injected".into()));
         }
@@ -83,7 +78,7 @@ impl Ledger for MemoryLedger {
 /// Publisher double; `fail` names event hashes whose next publication fails.
 #[derive(Default)]
 struct MemoryBus {
-    published: Mutex<Vec<Publication>>,
+    published: Mutex<Vec<Publication<ChangeEvent>>>,
     fail: Mutex<Vec<String>>,
 }
 
@@ -93,9 +88,12 @@ impl EventPublisher for MemoryBus {
         entries
             .iter()
             .map(|entry| {
+                let event: ChangeEvent = serde_json::from_str(&entry.detail).unwrap();
                 let p = Publication {
                     detail_type: entry.detail_type.clone(),
-                    event: serde_json::from_str(&entry.detail).unwrap(),
+                    published_at: event.published_at.clone(),
+                    replay: event.replay,
+                    event,
                 };
                 if take(&self.fail, &p.event.canvas.event_hash) {
                     Err(AwsError::Transient("injected".into()))
@@ -115,8 +113,8 @@ fn message(hash: &str, name: &str, time: &str, id: &str, state: &str) -> ChangeM
         entity_key: format!("enrollment:{id}"),
         event_name: name.into(),
         event_time: time.into(),
-        format: Format::Canvas,
-        source: Source::Sqs,
+        format: "canvas".into(),
+        source: delivery::SQS.clone(),
         received_at: "2025-01-01T00:00:00.000000Z".into(),
         payload: json!({
             "metadata": {"event_name": name, "event_time": time, "root_account_id": "21070000000000001"},
@@ -141,13 +139,14 @@ fn batch(messages: &[&ChangeMessage]) -> Vec<QueueMessage> {
 struct Rig {
     ledger: Arc<MemoryLedger>,
     bus: Arc<MemoryBus>,
-    processor: Processor,
+    processor: Processor<CatalogModel>,
 }
 
 fn rig() -> Rig {
     let ledger = Arc::new(MemoryLedger::default());
     let bus = Arc::new(MemoryBus::default());
     let processor = Processor::new(
+        CatalogModel,
         ledger.clone(),
         bus.clone(),
         Arc::new(CollectingSink::new()),
@@ -323,6 +322,20 @@ async fn unreadable_messages_do_not_fail_the_batch() {
     let response = rig.processor.process_batch(event).await;
     assert!(response.failed.is_empty());
     assert_eq!(rig.bus.published.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_its_model_cannot_read_is_dropped_without_blocking_its_group() {
+    let rig = rig();
+    let mut unknown = message("gg02", "enrollment_created", T1, "10", "invited");
+    unknown.format = "xml".into();
+    let next = message("gg03", "enrollment_updated", T2, "10", "active");
+    let response = rig.processor.process_batch(batch(&[&unknown, &next])).await;
+    assert!(response.failed.is_empty());
+    let published = rig.bus.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].event.canvas.event_hash, "gg03");
+    assert_eq!(published[0].event.sequence, 1);
 }
 
 #[test]

@@ -5,9 +5,9 @@ use super::{CanvasSource, CatalogView, CourseMessage, CourseQueue, DriftSink};
 use crate::aws::{AwsError, classify};
 use crate::canvas::{CanvasClient, CanvasError, Course, Module, Roster};
 use crate::catalog::{DynamoCatalog, EntityRecord};
-use crate::inbox::Source;
 use crate::ingest::{Ingestor, Outcome};
 use crate::live_events::LiveEvent;
+use crate::live_events::delivery;
 use crate::telemetry::{Metrics, MetricsSink};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -78,7 +78,7 @@ impl DriftSink for IngestSink {
         let metrics = Metrics::new(self.metrics.clone(), &self.function);
         let results = self
             .ingestor
-            .ingest(events, Source::Reconciliation, Utc::now(), &metrics)
+            .ingest(events, &delivery::RECONCILIATION, Utc::now(), &metrics)
             .await;
         metrics.flush();
         results

@@ -26,8 +26,7 @@ pub use run::{ReplaySettings, Replayer};
 
 use crate::aws::AwsError;
 use crate::changes::{CHANGE_MESSAGE_VERSION, ChangeMessage, Replay, ReplayMode};
-use crate::inbox::{STATUS_PUBLISHED, Source};
-use crate::live_events::Format;
+use crate::inbox::{Delivery, STATUS_PUBLISHED};
 use crate::live_events::time::format_sortable;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -93,8 +92,9 @@ pub struct InboxRecord {
     /// Sortable RFC 3339 with microseconds (see `format_sortable`).
     pub event_time: String,
     pub entity_key: String,
-    pub format: Format,
-    pub source: Source,
+    /// The source's envelope format.
+    pub format: String,
+    pub source: Delivery,
     pub received_at: String,
     pub payload: Value,
     /// `received`, `applied` or `published` (`inbox::STATUS_*`); kept as text so a status
@@ -115,8 +115,8 @@ impl InboxRecord {
             entity_key: self.entity_key.clone(),
             event_name: self.event_name.clone(),
             event_time: self.event_time.clone(),
-            format: self.format,
-            source: self.source,
+            format: self.format.clone(),
+            source: self.source.clone(),
             received_at: self.received_at.clone(),
             payload: self.payload.clone(),
             replay: Some(replay),

@@ -1,6 +1,7 @@
 use super::*;
 use crate::changes::ChangeQueue;
 use crate::inbox::{STATUS_APPLIED, STATUS_RECEIVED};
+use crate::live_events::delivery;
 use crate::telemetry::CollectingSink;
 use chrono::TimeZone;
 use serde_json::json;
@@ -87,8 +88,8 @@ fn rec(n: u32, time: DateTime<Utc>, entity: &str, name: &str, status: &str) -> I
         event_name: name.into(),
         event_time: format_sortable(&time),
         entity_key: entity.into(),
-        format: Format::Canvas,
-        source: Source::Sqs,
+        format: "canvas".into(),
+        source: delivery::SQS.clone(),
         received_at: format_sortable(&(time + chrono::TimeDelta::seconds(2))),
         payload: json!({"metadata": {"event_name": name}, "body": {"n": n}}),
         status: status.into(),
