@@ -18,14 +18,16 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use coursewire::aws::AwsError;
-use coursewire::changes::{ChangeMessage, ChangeQueue};
-use coursewire::inbox::{Admission, Delivery, Inbox, Reject, SourceEvent};
-use coursewire::ingest::{IngestSettings, Ingestor};
-use coursewire::jwt::{EventVerifier, JwkSet, JwksError, JwksSource, KeyCache, KeyCacheSettings};
-use coursewire::live_events::{self, DeliveryHints};
-use coursewire::telemetry::CollectingSink;
 use coursewire_infra::canvas_sim::{KeyRing, Scenario, ScenarioConfig, SimEvent};
+use coursewire_live_events::ingest::{IngestSettings, Ingestor};
+use coursewire_live_events::jwt::{
+    EventVerifier, JwkSet, JwksError, JwksSource, KeyCache, KeyCacheSettings,
+};
+use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_pipeline::changes::{ChangeMessage, ChangeQueue};
+use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject, SourceEvent};
+use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::telemetry::CollectingSink;
 use coursewire_tests::{md5, repo_root};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -236,7 +238,7 @@ async fn sqs_fixture_is_a_lambda_sqs_batch_of_parseable_live_events() -> Result<
     // Through the real handler (in-memory storage): all accepted, no batch item failures.
     let memory = Arc::new(Memory::default());
     let ingestor = ingestor(&memory, None, "ingest-sqs");
-    let response = coursewire::function::queue::handle_sqs(&ingestor, event)
+    let response = coursewire_runtime::function::queue::handle_sqs(&ingestor, event)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     ensure!(
@@ -486,7 +488,7 @@ fn regenerate() -> Result<()> {
 #[test]
 #[ignore = "rewrites the committed fixtures; run with --ignored rewrite_live_event_fixtures"]
 fn rewrite_live_event_fixtures() -> Result<()> {
-    use coursewire::live_events::corpus::{FIXTURE_DIR, FIXTURE_MARKER};
+    use coursewire_live_events::live_events::corpus::{FIXTURE_DIR, FIXTURE_MARKER};
     use std::collections::BTreeMap;
     const PER_TYPE: usize = 3;
     let scenario = Scenario::build(ScenarioConfig {
@@ -579,7 +581,7 @@ fn processor_fixture_is_what_ingestion_enqueues() -> Result<()> {
 /// `events/replay.json`: a valid dry-run request for the `replay` function.
 #[test]
 fn replay_fixture_is_a_valid_request() -> Result<()> {
-    let request: coursewire::replay::ReplayRequest =
+    let request: coursewire_pipeline::replay::ReplayRequest =
         serde_json::from_value(read_json("replay.json")?)?;
     ensure!(request.dry_run, "the fixture should be a dry run");
     request
@@ -590,7 +592,7 @@ fn replay_fixture_is_a_valid_request() -> Result<()> {
 
 #[test]
 fn reconciler_fixtures_are_what_its_queue_and_callers_send() -> Result<()> {
-    use coursewire::reconcile::CourseMessage;
+    use coursewire_canvas::reconcile::CourseMessage;
     let batch: SqsEvent = serde_json::from_value(read_json("reconciler.json")?)?;
     ensure!(batch.records.len() == 1, "one course per message");
     let record = &batch.records[0];

@@ -8,15 +8,15 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::Utc;
-use coursewire::inbox::record::{self, field};
-use coursewire::inbox::{Admission, DynamoInbox, Inbox};
-use coursewire::live_events::delivery;
-use coursewire::live_events::{self, DeliveryHints, LiveEvent};
 use coursewire_infra::canvas_sim::{
     Delivered, Delivery, Emission, FaultDelivery, Format, SHARD_FACTOR, Scenario, ScenarioConfig,
     SendReport, rejection_cases,
 };
 use coursewire_infra::provision::Overrides;
+use coursewire_live_events::live_events::delivery;
+use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent};
+use coursewire_pipeline::inbox::record::{self, field};
+use coursewire_pipeline::inbox::{Admission, DynamoInbox, Inbox};
 use coursewire_tests::{
     ChangeRecord, Harness, HarnessOptions, Item, RawSqsMessage, attr, load_examples,
 };
@@ -1130,7 +1130,9 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
             )
             .expression_attribute_values(
                 ":id",
-                aws_sdk_dynamodb::types::AttributeValue::S(coursewire::processor::event_id(hash)),
+                aws_sdk_dynamodb::types::AttributeValue::S(
+                    coursewire_pipeline::processor::event_id(hash),
+                ),
             )
             .send()
             .await?;

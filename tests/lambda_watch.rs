@@ -7,11 +7,11 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use aws_lambda_events::event::sqs::SqsEvent;
-use coursewire::inbox::record::{self, field};
-use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::moto::{MotoServer, ensure_venv_tool};
 use coursewire_infra::provision::{Overrides, provision};
 use coursewire_infra::template::Template;
+use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_pipeline::inbox::record::{self, field};
 use coursewire_tests::{attr, repo_root, scan_table, take_changes, unique_stage};
 use serde_json::Value;
 use std::collections::BTreeSet;

@@ -6,8 +6,6 @@
 //! mid-sync, 5xx bursts, throttling by another consumer of the same token, a revoked grant.
 
 use anyhow::{Context, Result, ensure};
-use coursewire::catalog::{DynamoCatalog, EntityRecord};
-use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::canvas_api::{
     self, ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES,
     ThrottleStatus, World, reconciled_mismatches,
@@ -16,6 +14,8 @@ use coursewire_infra::canvas_sim::{Emission, Scenario, ScenarioConfig, Truth};
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::CANVAS_SECRET;
 use coursewire_infra::subscriber::Subscriber;
+use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
+use coursewire_live_events::live_events::{self, DeliveryHints};
 use coursewire_tests::schemas::validate_change_event;
 use coursewire_tests::{Harness, HarnessOptions, wait_until};
 use serde_json::{Value, json};

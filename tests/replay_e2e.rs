@@ -7,17 +7,17 @@
 use anyhow::{Context, Result, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
-use coursewire::changes::{ChangeMessage, ReplayMode};
-use coursewire::inbox::record::{self, field};
-use coursewire::inbox::{
-    Admission, DynamoInbox, Inbox, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED,
-};
-use coursewire::live_events::time::format_sortable;
-use coursewire::live_events::{self, DeliveryHints, LiveEvent, delivery};
-use coursewire::replay::{ReplayConfig, ReplayReport, ReplayRequest, Replayer};
-use coursewire::telemetry::CollectingSink;
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{LocalStack, StackOptions};
+use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent, delivery};
+use coursewire_pipeline::changes::{ChangeMessage, ReplayMode};
+use coursewire_pipeline::inbox::record::{self, field};
+use coursewire_pipeline::inbox::{
+    Admission, DynamoInbox, Inbox, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED,
+};
+use coursewire_pipeline::replay::{ReplayConfig, ReplayReport, ReplayRequest, Replayer};
+use coursewire_pipeline::time::format_sortable;
+use coursewire_runtime::telemetry::CollectingSink;
 use coursewire_tests::{ChangeRecord, take_changes, unique_stage};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -145,7 +145,7 @@ fn check_records(
             .context("changes.fifo holds an event that was not seeded")?;
         let received_at = seed.event.event_time + chrono::TimeDelta::seconds(1);
         let mut expected = ChangeMessage::new(&seed.event, &delivery::SQS, received_at);
-        expected.replay = Some(coursewire::changes::Replay {
+        expected.replay = Some(coursewire_pipeline::changes::Replay {
             mode,
             request_id: request_id.into(),
         });

@@ -7,17 +7,19 @@
 //! change event derived from Instructure's examples or the simulated term does not validate.
 
 use anyhow::Result;
-use coursewire::catalog::change_event::{
+use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig, Truth};
+use coursewire_live_events::catalog::change_event::{
     CanvasOrigin, ChangeEvent, EntityRef, SCHEMA_VERSION, SOURCE, detail_type,
     documented_detail_types,
 };
-use coursewire::catalog::{CatalogModel, ChangeKind, EntityRecord, is_catalog_type, normalize};
-use coursewire::changes::ChangeMessage;
-use coursewire::live_events::delivery;
-use coursewire::live_events::time::parse_event_time;
-use coursewire::live_events::{self, DeliveryHints, Format, entity::documented_events};
-use coursewire::processor::{ChangeDetail, EntityModel, event_id};
-use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig, Truth};
+use coursewire_live_events::catalog::{
+    CatalogModel, ChangeKind, EntityRecord, is_catalog_type, normalize,
+};
+use coursewire_live_events::live_events::delivery;
+use coursewire_live_events::live_events::time::parse_event_time;
+use coursewire_live_events::live_events::{self, DeliveryHints, Format, entity::documented_events};
+use coursewire_pipeline::changes::ChangeMessage;
+use coursewire_pipeline::processor::{ChangeDetail, EntityModel, event_id};
 use coursewire_tests::load_examples;
 use coursewire_tests::schemas::{
     COMMON_SCHEMA, schema_dir, schema_file_name, validate_change_event,
@@ -57,7 +59,7 @@ impl Ty {
 
 type Fields = &'static [(&'static str, Ty)];
 
-// The normalized fields of each state-bearing event (`coursewire::catalog::normalize`).
+// The normalized fields of each state-bearing event (`coursewire_live_events::catalog::normalize`).
 const COURSE: Fields = &[
     ("name", Ty::Text),
     ("course_code", Ty::Text),
@@ -520,7 +522,7 @@ fn common_schema() -> Value {
             }
         }),
     );
-    for entity_type in coursewire::catalog::CATALOG_TYPES {
+    for entity_type in coursewire_live_events::catalog::CATALOG_TYPES {
         let fields = state_fields(entity_type);
         let clash = defs.insert(
             format!("state_{entity_type}"),

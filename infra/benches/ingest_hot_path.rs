@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo bench -p coursewire-infra --bench ingest_hot_path`.
 
-use coursewire::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
-use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing, Scenario, ScenarioConfig};
+use coursewire_live_events::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
+use coursewire_live_events::live_events::{self, DeliveryHints};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;

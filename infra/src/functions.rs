@@ -4,8 +4,8 @@
 
 use crate::template::FunctionSpec;
 use aws_config::SdkConfig;
-use coursewire::function::{BuildError, Description, Handlers, Setup};
-use coursewire::telemetry::MetricsSink;
+use coursewire_runtime::function::{BuildError, Description, Handlers, Setup};
+use coursewire_runtime::telemetry::MetricsSink;
 use std::sync::Arc;
 
 /// Every function crate of the workspace. A new function adds its crate here (and to

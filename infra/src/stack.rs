@@ -14,7 +14,7 @@ use crate::repo::repo_root;
 use crate::template::{Template, TemplateError};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
-use coursewire::telemetry::CollectingSink;
+use coursewire_runtime::telemetry::CollectingSink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

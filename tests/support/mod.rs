@@ -9,13 +9,13 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
-use coursewire::changes::ChangeMessage;
-use coursewire::inbox::record;
-pub use coursewire::live_events::corpus::{Corpus, Example};
 use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing};
 use coursewire_infra::fault_proxy::FaultPlan;
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{LocalStack, StackOptions};
+pub use coursewire_live_events::live_events::corpus::{Corpus, Example};
+use coursewire_pipeline::changes::ChangeMessage;
+use coursewire_pipeline::inbox::record;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub const ISSUER: &str = "https://canvas-sim.instructure.com";
 pub type RawSqsMessage = (String, Vec<(String, String)>);
 
 /// A DynamoDB item.
-pub use coursewire::aws::Item;
+pub use coursewire_runtime::aws::Item;
 
 /// A stage name unique to this process and call, so every stack gets its own resource names.
 pub fn unique_stage(test: &str) -> String {

@@ -1,9 +1,9 @@
 //! ingest-https: Canvas Live Events over HTTPS (Lambda Function URL). Verifies the signed
 //! JWT, stores the event in the inbox and hands it to `changes.fifo`.
 
-use coursewire::config::ConfigError;
-use coursewire::function::{BuildFuture, Description, Handlers, Setup};
-use coursewire::ingest::IngestConfig;
+use coursewire_live_events::ingest::IngestConfig;
+use coursewire_runtime::config::ConfigError;
+use coursewire_runtime::function::{BuildFuture, Description, Handlers, Setup};
 use std::sync::Arc;
 
 pub static DESCRIPTION: Description = Description {

@@ -2,8 +2,8 @@
 //! messages become rejects; only transient failures go back to the queue (partial batch
 //! failures).
 
-use coursewire::function::{BuildFuture, Description, Handlers, Setup};
-use coursewire::ingest::IngestConfig;
+use coursewire_live_events::ingest::IngestConfig;
+use coursewire_runtime::function::{BuildFuture, Description, Handlers, Setup};
 use std::sync::Arc;
 
 pub static DESCRIPTION: Description = Description {

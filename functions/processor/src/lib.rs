@@ -2,8 +2,8 @@
 //! event per source event on the coursewire EventBridge bus. Partial batch failures: a failed
 //! message fails the rest of its group in the batch, never other groups'.
 
-use coursewire::function::{BuildFuture, Description, Handlers, Setup};
-use coursewire::processor::ProcessorConfig;
+use coursewire_live_events::catalog::ProcessorConfig;
+use coursewire_runtime::function::{BuildFuture, Description, Handlers, Setup};
 use std::sync::Arc;
 
 pub static DESCRIPTION: Description = Description {

@@ -5,6 +5,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> Result<(), coursewire::function::lambda::Error> {
-    coursewire::function::lambda::run(&processor::DESCRIPTION).await
+async fn main() -> Result<(), coursewire_runtime::function::lambda::Error> {
+    coursewire_runtime::function::lambda::run(&processor::DESCRIPTION).await
 }

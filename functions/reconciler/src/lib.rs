@@ -4,8 +4,8 @@
 //! them with the catalog and feeds the drift into `changes.fifo`. Invoke it with
 //! `{"course_id": "..."}` to reconcile one course now (the answer is the course's report).
 
-use coursewire::function::{BuildError, BuildFuture, Description, Handlers, Setup};
-use coursewire::reconcile::ReconcilerConfig;
+use coursewire_canvas::reconcile::ReconcilerConfig;
+use coursewire_runtime::function::{BuildError, BuildFuture, Description, Handlers, Setup};
 use std::sync::Arc;
 
 pub static DESCRIPTION: Description = Description {

@@ -3,8 +3,8 @@
 //! `ReplayRequest` as JSON; answers with the `ReplayReport`. `coursewire-replay` runs the same
 //! replayer from an operator's machine.
 
-use coursewire::function::{BuildFuture, Description, Handlers, Setup};
-use coursewire::replay::ReplayConfig;
+use coursewire_pipeline::replay::ReplayConfig;
+use coursewire_runtime::function::{BuildFuture, Description, Handlers, Setup};
 use std::sync::Arc;
 
 pub static DESCRIPTION: Description = Description {

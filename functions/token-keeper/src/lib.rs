@@ -3,8 +3,8 @@
 //! reports token health (`CanvasTokenHealthy`, `CanvasTokenSecondsToExpiry`). A revoked grant
 //! is reported unhealthy (the alarm fires), not retried.
 
-use coursewire::canvas::TokenKeeperConfig;
-use coursewire::function::{BuildError, BuildFuture, Description, Handlers, Setup};
+use coursewire_canvas::canvas::TokenKeeperConfig;
+use coursewire_runtime::function::{BuildError, BuildFuture, Description, Handlers, Setup};
 use std::sync::Arc;
 
 pub static DESCRIPTION: Description = Description {

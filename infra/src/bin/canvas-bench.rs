@@ -17,13 +17,11 @@ use anyhow::{Context, Result, anyhow, ensure};
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, ValueEnum};
-use coursewire::aws::AwsError;
-use coursewire::canvas::{
+use coursewire_canvas::canvas::{
     BudgetStore, CanvasClient, ClientStats, Credentials, DynamoBudgetStore, HttpSettings,
     HttpTokenEndpoint, IN_FLIGHT_CHARGE, MemoryCredentialStore, Quota, QuotaSettings, QuotaStats,
     Roster, Swap, TokenSettings, TokenSource,
 };
-use coursewire::telemetry::CollectingSink;
 use coursewire_infra::bench_report::{command_line, git_commit, machine, percentiles};
 use coursewire_infra::canvas_api::{
     ApiSimConfig, ApiStats, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TokenGrant,
@@ -33,6 +31,8 @@ use coursewire_infra::moto::MotoServer;
 use coursewire_infra::provision::{Overrides, provision};
 use coursewire_infra::repo::repo_root;
 use coursewire_infra::template::Template;
+use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::telemetry::CollectingSink;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};

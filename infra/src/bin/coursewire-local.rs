@@ -5,7 +5,6 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use coursewire::catalog::DynamoCatalog;
 use coursewire_infra::canvas_api::{
     ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES, World,
     reconciled_mismatches,
@@ -15,6 +14,7 @@ use coursewire_infra::canvas_sim::{
 };
 use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_infra::subscriber::Subscriber;
+use coursewire_live_events::catalog::DynamoCatalog;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -418,7 +418,7 @@ async fn run_demo(
     });
     step("replaying the term's first day in heal mode (nothing should need healing)");
     let heal = stack.invoke("ReplayFunction", request).await?;
-    let heal: coursewire::replay::ReplayReport = serde_json::from_value(heal)?;
+    let heal: coursewire_pipeline::replay::ReplayReport = serde_json::from_value(heal)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let bus = subscriber.finish().await;
     let sequence_problems = bus.sequence_problems();

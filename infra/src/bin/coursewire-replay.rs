@@ -5,8 +5,8 @@
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use clap::Parser;
-use coursewire::replay::{ReplayConfig, ReplayPlan, ReplayReport, ReplayRequest};
-use coursewire::telemetry::CollectingSink;
+use coursewire_pipeline::replay::{ReplayConfig, ReplayPlan, ReplayReport, ReplayRequest};
+use coursewire_runtime::telemetry::CollectingSink;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::process::ExitCode;

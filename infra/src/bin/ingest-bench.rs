@@ -24,7 +24,6 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
-use coursewire::live_events::{self, DeliveryHints};
 use coursewire_infra::bench_report::{command_line, git_commit, machine, percentiles};
 use coursewire_infra::canvas_sim::{
     CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
@@ -34,6 +33,7 @@ use coursewire_infra::fault_proxy::{FaultPlan, FaultStats, OperationStats};
 use coursewire_infra::provision::Overrides;
 use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_infra::subscriber::{Subscriber, SubscriberReport};
+use coursewire_live_events::live_events::{self, DeliveryHints};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};

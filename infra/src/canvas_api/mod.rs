@@ -179,7 +179,7 @@ pub fn rostered_users(world: &World) -> std::collections::BTreeSet<String> {
 pub fn reconciled_mismatches(
     truth: &crate::canvas_sim::Truth,
     world: &World,
-    rows: &[coursewire::catalog::EntityRecord],
+    rows: &[coursewire_live_events::catalog::EntityRecord],
 ) -> Vec<String> {
     let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     let rostered = rostered_users(world);

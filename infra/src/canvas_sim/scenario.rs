@@ -312,8 +312,11 @@ impl Truth {
     /// Where a catalog (its rows) differs from this truth: every entity must have a row with
     /// the same deleted flag, `workflow_state` (when not deleted) and, for submissions, grade
     /// and score. One line per difference; empty when the catalog converged.
-    pub fn catalog_mismatches(&self, rows: &[coursewire::catalog::EntityRecord]) -> Vec<String> {
-        let by_key: BTreeMap<&str, &coursewire::catalog::EntityRecord> =
+    pub fn catalog_mismatches(
+        &self,
+        rows: &[coursewire_live_events::catalog::EntityRecord],
+    ) -> Vec<String> {
+        let by_key: BTreeMap<&str, &coursewire_live_events::catalog::EntityRecord> =
             rows.iter().map(|r| (r.key.as_str(), r)).collect();
         let mut out = Vec::new();
         for ((kind, id), truth) in &self.entities {

@@ -22,7 +22,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
-use coursewire::function::QueueHandler;
+use coursewire_runtime::function::QueueHandler;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::provision::Deployed;
 use crate::template::{FunctionSpec, SqsEventSource};
 
-pub use coursewire::function::{HandlerError, HttpHandler, InvokeHandler, ScheduleHandler};
+pub use coursewire_runtime::function::{HandlerError, HttpHandler, InvokeHandler, ScheduleHandler};
 
 /// What the Lambda service hands an SQS-triggered function: Lambda's SQS event, answered with
 /// the partial batch response. `Err` fails the whole batch: every message returns to the
@@ -42,13 +42,13 @@ pub trait SqsHandler: Send + Sync {
 }
 
 /// A function's queue handler behind Lambda's SQS event, through the same adapter the Lambda
-/// binary uses ([`coursewire::function::queue::handle_sqs`]).
+/// binary uses ([`coursewire_runtime::function::queue::handle_sqs`]).
 pub struct SqsFunction(pub Arc<dyn QueueHandler>);
 
 #[async_trait]
 impl SqsHandler for SqsFunction {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
-        coursewire::function::queue::handle_sqs(self.0.as_ref(), event).await
+        coursewire_runtime::function::queue::handle_sqs(self.0.as_ref(), event).await
     }
 }
 

@@ -1,0 +1,252 @@
+//! `ingest-https`: Canvas's HTTPS delivery. The body is a signed JWT whose claims are the
+//! event (or, only if explicitly allowed, the bare event JSON).
+//!
+//! Replies: 200 accepted or duplicate; 400 malformed JSON or envelope; 401 any signature or
+//! claims failure; 405 not a POST; 413 oversized; 503 transient failure on our side (Canvas
+//! retries those).
+
+use super::{Ingestor, Outcome};
+use crate::jwt::VerifyError;
+use crate::live_events::delivery;
+use crate::live_events::{self, DeliveryHints, LiveEvent};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use chrono::Utc;
+use coursewire_runtime::function::HttpHandler;
+use coursewire_runtime::telemetry::{Metrics, Unit};
+use http::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use std::time::Instant;
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response<String> {
+    let mut response = Response::new(body.to_string());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response<String> {
+    reply(
+        status,
+        json!({"error": code, "message": message.to_string()}),
+    )
+}
+
+#[async_trait::async_trait]
+impl HttpHandler for Ingestor {
+    async fn handle(&self, request: Request<Bytes>) -> Response<String> {
+        self.handle_http(request).await
+    }
+}
+
+impl Ingestor {
+    /// Handles one HTTPS delivery. Never panics, never returns 5xx for the sender's mistakes.
+    pub async fn handle_http(&self, request: Request<Bytes>) -> Response<String> {
+        let started = Instant::now();
+        let metrics = self.metrics();
+        let response = self.respond(request, &metrics).await;
+        let status = response.status();
+        metrics.record(
+            "IngestLatency",
+            &[("Source", "https")],
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
+        metrics.count(
+            "HttpResponses",
+            &[("Source", "https"), ("Status", status.as_str())],
+            1,
+        );
+        metrics.flush();
+        response
+    }
+
+    async fn respond(&self, request: Request<Bytes>, metrics: &Metrics) -> Response<String> {
+        if request.method() != Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "POST a Canvas live event",
+            );
+        }
+        let body = request.into_body();
+        if body.len() > self.settings.max_event_bytes {
+            metrics.count(
+                "EventsRejected",
+                &[("Source", "https"), ("Reason", "payload_too_large")],
+                1,
+            );
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "body is {} bytes; the limit is {}",
+                    body.len(),
+                    self.settings.max_event_bytes
+                ),
+            );
+        }
+        let text = body.trim_ascii();
+        if text.is_empty() {
+            metrics.count(
+                "EventsRejected",
+                &[("Source", "https"), ("Reason", "empty_body")],
+                1,
+            );
+            return error(
+                StatusCode::BAD_REQUEST,
+                "empty_body",
+                "the request body is empty",
+            );
+        }
+
+        // Which bytes to keep if the event is rejected after authentication.
+        let (parsed, token) = if text.first() == Some(&b'{') {
+            if !self.settings.allow_unsigned {
+                metrics.count(
+                    "AuthFailures",
+                    &[("Source", "https"), ("Reason", "unsigned")],
+                    1,
+                );
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "unsigned",
+                    "unsigned events are not accepted: turn on Sign Payload in the Canvas subscription",
+                );
+            }
+            (
+                live_events::parse_json(text, DeliveryHints::default()),
+                None,
+            )
+        } else {
+            let Some(verifier) = self.verifier.as_ref() else {
+                tracing::error!("a signed event arrived but no JWKS is configured");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_configured",
+                    "signature verification is not configured",
+                );
+            };
+            let token = match std::str::from_utf8(text) {
+                Ok(token) => token,
+                Err(_) => {
+                    return self.unauthorized(
+                        metrics,
+                        "malformed_token",
+                        "body is neither JSON nor a JWT",
+                    );
+                }
+            };
+            match verifier.verify(token).await {
+                Ok(claims) => (live_events::from_jwt_claims(claims), Some(token)),
+                Err(e @ VerifyError::ClaimsNotJson) => {
+                    // Authentic but unreadable: the sender's bug, not an attack. Keep it.
+                    let claims = token
+                        .split('.')
+                        .nth(1)
+                        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+                        .unwrap_or_default();
+                    if let Err(store) = self
+                        .reject(&delivery::HTTPS, e.code(), e.to_string(), &claims, metrics)
+                        .await
+                    {
+                        tracing::warn!(error = %store, "could not record reject");
+                    }
+                    return error(StatusCode::BAD_REQUEST, e.code(), e);
+                }
+                Err(e) if e.is_transient() => {
+                    metrics.count("JwksUnavailable", &[("Source", "https")], 1);
+                    tracing::error!(error = %e, "cannot verify: JWKS unavailable");
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        e.code(),
+                        "signing keys unavailable; retry later",
+                    );
+                }
+                Err(e) => return self.unauthorized(metrics, e.code(), e),
+            }
+        };
+
+        // Only on the error path: the verified claims are re-read from the token.
+        let raw = || match token.and_then(|t| t.split('.').nth(1)) {
+            Some(claims) => Bytes::from(URL_SAFE_NO_PAD.decode(claims).unwrap_or_default()),
+            None => Bytes::copy_from_slice(text),
+        };
+        let event: LiveEvent = match parsed {
+            Ok(event) => event,
+            Err(e) => {
+                let code = e.code();
+                if let Err(store) = self
+                    .reject(&delivery::HTTPS, code, e.to_string(), &raw(), metrics)
+                    .await
+                {
+                    tracing::warn!(error = %store, "could not record reject");
+                }
+                return error(StatusCode::BAD_REQUEST, code, e);
+            }
+        };
+
+        let outcome = self
+            .ingest(
+                std::slice::from_ref(&event),
+                &delivery::HTTPS,
+                Utc::now(),
+                metrics,
+            )
+            .await;
+        match outcome.into_iter().next() {
+            Some(Ok(outcome)) => reply(
+                StatusCode::OK,
+                json!({
+                    "status": if outcome == Outcome::Duplicate { "duplicate" } else { "accepted" },
+                    "event_hash": event.content_hash,
+                    "entity_key": event.entity_key,
+                }),
+            ),
+            Some(Err(e)) if !e.is_transient() => {
+                let _ = self
+                    .reject(
+                        &delivery::HTTPS,
+                        "storage_rejected",
+                        e.to_string(),
+                        &raw(),
+                        metrics,
+                    )
+                    .await;
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "storage_rejected",
+                    "the event cannot be stored",
+                )
+            }
+            _ => {
+                let mut response = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "try_again",
+                    "temporarily unable to store the event",
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("5"),
+                );
+                response
+            }
+        }
+    }
+
+    fn unauthorized(
+        &self,
+        metrics: &Metrics,
+        code: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> Response<String> {
+        // Unauthenticated input is not stored: anyone can POST to a function URL.
+        tracing::warn!(reason_code = code, "signed event refused");
+        metrics.count("AuthFailures", &[("Source", "https"), ("Reason", code)], 1);
+        error(StatusCode::UNAUTHORIZED, code, reason)
+    }
+}

@@ -1,0 +1,14 @@
+//! What every coursewire function runs on, whatever its domain: each function described
+//! once and run under Lambda and the local stack alike, AWS error classification, the
+//! environment, and telemetry.
+//!
+//! - [`function`]: a function's `Description`, its handler ports, the Lambda runner and the
+//!   SQS adapter
+//! - [`aws`]: telling a retryable AWS failure from a permanent one; DynamoDB paging
+//! - [`config`]: reading a function's environment with errors that name the variable
+//! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
+
+pub mod aws;
+pub mod config;
+pub mod function;
+pub mod telemetry;
