@@ -6,4 +6,4 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash infra/bootstrap.sh
-exec cargo run --quiet --release -p coursewire-infra --bin coursewire-local -- demo "$@"
+exec cargo run --quiet --release -p coursewire-local --bin coursewire-local -- demo "$@"

@@ -6,15 +6,15 @@
 //! replay through the whole path.
 
 use anyhow::{Context, Result, bail, ensure};
-use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig};
-use coursewire_infra::fault_proxy::FaultPlan;
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::subscriber::{Subscriber, SubscriberReport};
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_live_events::live_events::delivery;
 use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_local::fault_proxy::FaultPlan;
+use coursewire_local::provision::Overrides;
+use coursewire_local::subscriber::{Subscriber, SubscriberReport};
 use coursewire_pipeline::inbox::record::field;
 use coursewire_pipeline::inbox::{DynamoInbox, Inbox};
+use coursewire_simulators::canvas_live_events::{Scenario, ScenarioConfig};
 use coursewire_tests::schemas::validate_change_event;
 use coursewire_tests::{Harness, HarnessOptions, attr};
 use serde_json::json;

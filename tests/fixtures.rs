@@ -18,7 +18,6 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use coursewire_infra::canvas_sim::{KeyRing, Scenario, ScenarioConfig, SimEvent};
 use coursewire_live_events::ingest::{IngestSettings, Ingestor};
 use coursewire_live_events::jwt::{
     EventVerifier, JwkSet, JwksError, JwksSource, KeyCache, KeyCacheSettings,
@@ -28,6 +27,7 @@ use coursewire_pipeline::changes::{ChangeMessage, ChangeQueue};
 use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject, SourceEvent};
 use coursewire_runtime::aws::AwsError;
 use coursewire_runtime::telemetry::CollectingSink;
+use coursewire_simulators::canvas_live_events::{KeyRing, Scenario, ScenarioConfig, SimEvent};
 use coursewire_tests::{md5, repo_root};
 use serde_json::{Value, json};
 use std::collections::HashMap;

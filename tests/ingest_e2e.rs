@@ -8,15 +8,15 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::Utc;
-use coursewire_infra::canvas_sim::{
+use coursewire_live_events::live_events::delivery;
+use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent};
+use coursewire_local::provision::Overrides;
+use coursewire_pipeline::inbox::record::{self, field};
+use coursewire_pipeline::inbox::{Admission, DynamoInbox, Inbox};
+use coursewire_simulators::canvas_live_events::{
     Delivered, Delivery, Emission, FaultDelivery, Format, SHARD_FACTOR, Scenario, ScenarioConfig,
     SendReport, rejection_cases,
 };
-use coursewire_infra::provision::Overrides;
-use coursewire_live_events::live_events::delivery;
-use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent};
-use coursewire_pipeline::inbox::record::{self, field};
-use coursewire_pipeline::inbox::{Admission, DynamoInbox, Inbox};
 use coursewire_tests::{
     ChangeRecord, Harness, HarnessOptions, Item, RawSqsMessage, attr, load_examples,
 };
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 const DRAIN: Duration = Duration::from_secs(90);
 
 /// The entity types whose names the simulator and coursewire share: all the simulator's.
-use coursewire_infra::canvas_sim::ENTITY_TYPES as SHARED_ENTITY_TYPES;
+use coursewire_simulators::canvas_live_events::ENTITY_TYPES as SHARED_ENTITY_TYPES;
 
 /// A malformed SQS message from the rejection catalogue.
 struct SqsFault {

@@ -7,10 +7,10 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use aws_lambda_events::event::sqs::SqsEvent;
-use coursewire_infra::moto::{MotoServer, ensure_venv_tool};
-use coursewire_infra::provision::{Overrides, provision};
-use coursewire_infra::template::Template;
 use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_local::moto::{MotoServer, ensure_venv_tool};
+use coursewire_local::provision::{Overrides, provision};
+use coursewire_local::template::Template;
 use coursewire_pipeline::inbox::record::{self, field};
 use coursewire_tests::{attr, repo_root, scan_table, take_changes, unique_stage};
 use serde_json::Value;

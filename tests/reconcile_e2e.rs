@@ -6,16 +6,16 @@
 //! mid-sync, 5xx bursts, throttling by another consumer of the same token, a revoked grant.
 
 use anyhow::{Context, Result, ensure};
-use coursewire_infra::canvas_api::{
+use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
+use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_local::provision::Overrides;
+use coursewire_local::stack::CANVAS_SECRET;
+use coursewire_local::subscriber::Subscriber;
+use coursewire_simulators::canvas_api::{
     self, ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES,
     ThrottleStatus, World, reconciled_mismatches,
 };
-use coursewire_infra::canvas_sim::{Emission, Scenario, ScenarioConfig, Truth};
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::stack::CANVAS_SECRET;
-use coursewire_infra::subscriber::Subscriber;
-use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
-use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_simulators::canvas_live_events::{Emission, Scenario, ScenarioConfig, Truth};
 use coursewire_tests::schemas::validate_change_event;
 use coursewire_tests::{Harness, HarnessOptions, wait_until};
 use serde_json::{Value, json};

@@ -7,9 +7,9 @@
 use anyhow::{Context, Result, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::stack::{LocalStack, StackOptions};
 use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent, delivery};
+use coursewire_local::provision::Overrides;
+use coursewire_local::stack::{LocalStack, StackOptions};
 use coursewire_pipeline::changes::{ChangeMessage, ReplayMode};
 use coursewire_pipeline::inbox::record::{self, field};
 use coursewire_pipeline::inbox::{

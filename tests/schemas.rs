@@ -7,7 +7,6 @@
 //! change event derived from Instructure's examples or the simulated term does not validate.
 
 use anyhow::Result;
-use coursewire_infra::canvas_sim::{Scenario, ScenarioConfig, Truth};
 use coursewire_live_events::catalog::change_event::{
     CanvasOrigin, ChangeEvent, EntityRef, SCHEMA_VERSION, SOURCE, detail_type,
     documented_detail_types,
@@ -20,6 +19,7 @@ use coursewire_live_events::live_events::time::parse_event_time;
 use coursewire_live_events::live_events::{self, DeliveryHints, Format, entity::documented_events};
 use coursewire_pipeline::changes::ChangeMessage;
 use coursewire_pipeline::processor::{ChangeDetail, EntityModel, event_id};
+use coursewire_simulators::canvas_live_events::{Scenario, ScenarioConfig, Truth};
 use coursewire_tests::load_examples;
 use coursewire_tests::schemas::{
     COMMON_SCHEMA, schema_dir, schema_file_name, validate_change_event,

@@ -9,13 +9,13 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
-use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing};
-use coursewire_infra::fault_proxy::FaultPlan;
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::stack::{LocalStack, StackOptions};
 pub use coursewire_live_events::live_events::corpus::{Corpus, Example};
+use coursewire_local::fault_proxy::FaultPlan;
+use coursewire_local::provision::Overrides;
+use coursewire_local::stack::{LocalStack, StackOptions};
 use coursewire_pipeline::changes::ChangeMessage;
 use coursewire_pipeline::inbox::record;
+use coursewire_simulators::canvas_live_events::{Emitter, JwksServer, KeyRing};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub fn unique_stage(test: &str) -> String {
 
 /// The repository root (the directory holding `template.yaml`).
 pub fn repo_root() -> Result<PathBuf> {
-    coursewire_infra::repo::repo_root().map_err(|e| anyhow!("{e}"))
+    coursewire_local::repo::repo_root().map_err(|e| anyhow!("{e}"))
 }
 
 /// A string attribute of an item.

@@ -1,6 +1,6 @@
 //! replay: re-sends a window of inbox events to `changes.fifo` (heal what never reached the
 //! bus, or republish). Invoked directly (admin function, console, `aws lambda invoke`) with a
-//! `ReplayRequest` as JSON; answers with the `ReplayReport`. `coursewire-replay` runs the same
+//! `ReplayRequest` as JSON; answers with the `ReplayReport`. `coursewire replay` runs the same
 //! replayer from an operator's machine.
 
 use coursewire_pipeline::replay::ReplayConfig;

@@ -1,10 +1,8 @@
-//! coursewire-replay: the operator's replay tool. Re-sends a window of stored Canvas live
-//! events from the inbox to `changes.fifo`, in the same process (no Lambda invoke), with a
-//! progress bar and a summary.
+//! `coursewire replay`: re-sends a window of stored Canvas live events from the inbox to
+//! `changes.fifo`, in this process (no Lambda invoke), with a progress bar and a summary.
 
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_sqs::error::ProvideErrorMetadata;
-use clap::Parser;
 use coursewire_pipeline::replay::{ReplayConfig, ReplayPlan, ReplayReport, ReplayRequest};
 use coursewire_runtime::telemetry::CollectingSink;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,9 +14,8 @@ use std::time::Duration;
 /// Failures listed one by one in the summary (all are counted; `--json` lists up to 1000).
 const FAILURES_SHOWN: usize = 20;
 
-#[derive(Parser, Debug)]
+#[derive(clap::Args, Debug)]
 #[command(
-    name = "coursewire-replay",
     about = "Send Canvas live events stored in the coursewire inbox through the pipeline again, \
              for a window of Canvas event time.",
     long_about = "Send Canvas live events stored in the coursewire inbox through the pipeline \
@@ -45,12 +42,12 @@ const FAILURES_SHOWN: usize = 20;
                   some were not (send failures, unreadable inbox records, or the run stopped \
                   early), 2 for invalid options.",
     after_help = "Examples:\n  \
-                  coursewire-replay --stage prod --from 2024-03-04T08:00:00Z --to 2024-03-04T12:00:00Z --dry-run\n  \
-                  coursewire-replay --stage prod --from 2024-03-04T08:00:00Z --to 2024-03-04T12:00:00Z\n  \
-                  coursewire-replay --stage prod --from 2024-03-01 --event-name grade_change --republish\n  \
-                  coursewire-replay --stage prod --from 2024-03-01 --entity course:21070000000000042"
+                  coursewire replay --stage prod --from 2024-03-04T08:00:00Z --to 2024-03-04T12:00:00Z --dry-run\n  \
+                  coursewire replay --stage prod --from 2024-03-04T08:00:00Z --to 2024-03-04T12:00:00Z\n  \
+                  coursewire replay --stage prod --from 2024-03-01 --event-name grade_change --republish\n  \
+                  coursewire replay --stage prod --from 2024-03-01 --entity course:21070000000000042"
 )]
-struct Args {
+pub struct Args {
     /// Start of the window (inclusive), by the time Canvas says the event happened: RFC 3339
     /// such as 2024-03-04T10:00:00Z (or with an offset, +01:00), or a date for 00:00 UTC.
     #[arg(long, value_name = "TIME")]
@@ -90,17 +87,7 @@ struct Args {
     json: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // Logs go to stderr and only warnings by default, so the summary stays readable.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .compact()
-        .init();
-    let args = Args::parse();
+pub async fn main(args: Args) -> ExitCode {
     let request = ReplayRequest {
         from: args.from.clone(),
         to: args.to.clone(),
@@ -166,7 +153,7 @@ async fn run(args: &Args, plan: &ReplayPlan) -> Result<ReplayReport> {
         _ => None,
     })?;
     // The summary below is the operator's view; EMF metrics are for the Lambda's logs.
-    let replayer = config.build(&aws, Arc::new(CollectingSink::new()), "coursewire-replay");
+    let replayer = config.build(&aws, Arc::new(CollectingSink::new()), "coursewire replay");
 
     let hours = plan.hour_slices().len() as u64;
     if !args.json {

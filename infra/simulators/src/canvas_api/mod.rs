@@ -6,10 +6,10 @@
 //!
 //! - [`world`]: the data ([`World`]): courses, sections, users, enrollments, assignments,
 //!   submissions, modules and module items. [`World::from_events`] folds a live-events
-//!   scenario (`canvas_sim`) so the API serves the same truth the events describe;
+//!   scenario (`canvas_live_events`) so the API serves the same truth the events describe;
 //!   [`World::synthetic`] builds big seeded worlds for benchmarks. Every mutation, by a
 //!   test or over HTTP, emits the matching Canvas-format live event into an outbox
-//!   ([`CanvasApiSim::take_live_events`]) that tests deliver with `canvas_sim::Emitter`.
+//!   ([`CanvasApiSim::take_live_events`]) that tests deliver with `canvas_live_events::Emitter`.
 //! - [`oauth`]: Canvas's OAuth2 flow (`/login/oauth2/auth`, `/login/oauth2/token`): codes
 //!   are single-use, refresh keeps the same refresh token, access tokens expire, grants can
 //!   be revoked; an invalid token gets 401 with `WWW-Authenticate`.
@@ -30,7 +30,7 @@
 //! // point the real client at sim.base_url() with grant.access_token / grant.refresh_token
 //! sim.inject_errors(2, 503);
 //! sim.set_enrollment_state(enrollment_id, "deleted")?;
-//! let events = sim.take_live_events(); // deliver with canvas_sim::Emitter
+//! let events = sim.take_live_events(); // deliver with canvas_live_events::Emitter
 //! ```
 
 mod graphql;
@@ -177,13 +177,13 @@ pub fn rostered_users(world: &World) -> std::collections::BTreeSet<String> {
 /// `world`. What the API cannot show is not expected: entities Canvas deleted before the
 /// catalog ever heard of them, users in no course's roster, and users' `workflow_state`.
 pub fn reconciled_mismatches(
-    truth: &crate::canvas_sim::Truth,
+    truth: &crate::canvas_live_events::Truth,
     world: &World,
     rows: &[coursewire_live_events::catalog::EntityRecord],
 ) -> Vec<String> {
     let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     let rostered = rostered_users(world);
-    let mut expected = crate::canvas_sim::Truth::default();
+    let mut expected = crate::canvas_live_events::Truth::default();
     for ((kind, id), state) in &truth.entities {
         let known = keys.contains(format!("{kind}:{id}").as_str());
         let visible = !state.deleted && (kind != "user" || rostered.contains(id));

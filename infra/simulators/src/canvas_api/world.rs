@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
 use super::ApiSimError;
-use crate::canvas_sim::{SHARD_FACTOR, SimEvent, global_id, split_global_id};
+use crate::canvas_live_events::{SHARD_FACTOR, SimEvent, global_id, split_global_id};
 
 /// First local id the simulator allocates (synthetic worlds, API-created objects, test
 /// mutations). Scenario ids start from seeded bases below 10^10, so these never collide.

@@ -21,7 +21,7 @@ use super::rest::{self, ItemCount};
 use super::throttle::{Admission, Throttle};
 use super::world::World;
 use super::{ApiSimConfig, ApiSimError, ThrottleStatus, graphql, oauth};
-use crate::canvas_sim::SimEvent;
+use crate::canvas_live_events::SimEvent;
 
 /// Locks a simulator mutex; a panicked holder (a failed test) does not poison the rest.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

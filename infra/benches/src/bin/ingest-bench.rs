@@ -24,16 +24,16 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
-use coursewire_infra::bench_report::{command_line, git_commit, machine, percentiles};
-use coursewire_infra::canvas_sim::{
+use coursewire_benches::report::{command_line, git_commit, machine, percentiles};
+use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_local::fault_proxy::{FaultPlan, FaultStats, OperationStats};
+use coursewire_local::provision::Overrides;
+use coursewire_local::stack::{LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_local::subscriber::{Subscriber, SubscriberReport};
+use coursewire_simulators::canvas_live_events::{
     CANVAS_HTTP_TIMEOUT, Emission, Emitter, Format, JWT_LIFETIME_SECS, KeyRing, Scenario,
     ScenarioConfig,
 };
-use coursewire_infra::fault_proxy::{FaultPlan, FaultStats, OperationStats};
-use coursewire_infra::provision::Overrides;
-use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
-use coursewire_infra::subscriber::{Subscriber, SubscriberReport};
-use coursewire_live_events::live_events::{self, DeliveryHints};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -151,10 +151,10 @@ const WRITE_TARGET: f64 = 4.0;
                   more). The result block on \
                   stdout is meant for BENCHMARKS.md; build with --release.",
     after_help = "Examples:\n  \
-                  cargo run --release -p coursewire-infra --bin ingest-bench\n  \
-                  cargo run --release -p coursewire-infra --bin ingest-bench -- --rate 10 --events 2000\n  \
-                  cargo run --release -p coursewire-infra --bin ingest-bench -- --mode sqs\n  \
-                  cargo run --release -p coursewire-infra --bin ingest-bench -- --faults --events 10000 \
+                  cargo run --release -p coursewire-benches --bin ingest-bench\n  \
+                  cargo run --release -p coursewire-benches --bin ingest-bench -- --rate 10 --events 2000\n  \
+                  cargo run --release -p coursewire-benches --bin ingest-bench -- --mode sqs\n  \
+                  cargo run --release -p coursewire-benches --bin ingest-bench -- --faults --events 10000 \
                   --rate 10 --timeout 1800"
 )]
 struct Args {

@@ -460,7 +460,7 @@ pub fn plan(events: &[SimEvent], config: &ScenarioConfig) -> Vec<Emission> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canvas_sim::generator::CALIPER_CONTEXT;
+    use crate::canvas_live_events::generator::CALIPER_CONTEXT;
     use std::collections::{BTreeSet, HashMap};
 
     fn default_scenario() -> Scenario {

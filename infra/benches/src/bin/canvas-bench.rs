@@ -17,22 +17,22 @@ use anyhow::{Context, Result, anyhow, ensure};
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, ValueEnum};
+use coursewire_benches::report::{command_line, git_commit, machine, percentiles};
 use coursewire_canvas::canvas::{
     BudgetStore, CanvasClient, ClientStats, Credentials, DynamoBudgetStore, HttpSettings,
     HttpTokenEndpoint, IN_FLIGHT_CHARGE, MemoryCredentialStore, Quota, QuotaSettings, QuotaStats,
     Roster, Swap, TokenSettings, TokenSource,
 };
-use coursewire_infra::bench_report::{command_line, git_commit, machine, percentiles};
-use coursewire_infra::canvas_api::{
+use coursewire_local::moto::MotoServer;
+use coursewire_local::provision::{Overrides, provision};
+use coursewire_local::repo::repo_root;
+use coursewire_local::template::Template;
+use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::telemetry::CollectingSink;
+use coursewire_simulators::canvas_api::{
     ApiSimConfig, ApiStats, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TokenGrant,
     World,
 };
-use coursewire_infra::moto::MotoServer;
-use coursewire_infra::provision::{Overrides, provision};
-use coursewire_infra::repo::repo_root;
-use coursewire_infra::template::Template;
-use coursewire_runtime::aws::AwsError;
-use coursewire_runtime::telemetry::CollectingSink;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -91,10 +91,10 @@ const HIST_MAX_US: u64 = 600_000_000;
                   (time-based ones scaled by --time-scale); the result block on stdout is meant \
                   for BENCHMARKS.md. Build with --release. Logs: CANVAS_BENCH_LOG (default warn).",
     after_help = "Examples:\n  \
-                  cargo run --release -p coursewire-infra --bin canvas-bench\n  \
-                  cargo run --release -p coursewire-infra --bin canvas-bench -- --per-worker 1\n  \
-                  cargo run --release -p coursewire-infra --bin canvas-bench -- --courses 50 --time-scale 20\n  \
-                  cargo run --release -p coursewire-infra --bin canvas-bench -- --release never --lease-window-ms 1000"
+                  cargo run --release -p coursewire-benches --bin canvas-bench\n  \
+                  cargo run --release -p coursewire-benches --bin canvas-bench -- --per-worker 1\n  \
+                  cargo run --release -p coursewire-benches --bin canvas-bench -- --courses 50 --time-scale 20\n  \
+                  cargo run --release -p coursewire-benches --bin canvas-bench -- --release never --lease-window-ms 1000"
 )]
 struct Args {
     /// Courses in the synthetic world (all of them are synced).

@@ -2,11 +2,13 @@
 //! parse, entity key and content hash. The simulator signs, exactly as Canvas would;
 //! coursewire's verifier checks.
 //!
-//! Run: `cargo bench -p coursewire-infra --bench ingest_hot_path`.
+//! Run: `cargo bench -p coursewire-benches --bench ingest_hot_path`.
 
-use coursewire_infra::canvas_sim::{Emitter, JwksServer, KeyRing, Scenario, ScenarioConfig};
 use coursewire_live_events::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
 use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_simulators::canvas_live_events::{
+    Emitter, JwksServer, KeyRing, Scenario, ScenarioConfig,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;

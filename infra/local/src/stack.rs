@@ -102,17 +102,18 @@ impl QueueDepth {
 /// The simulated Canvas the local stack trusts: its rotating signing keys and the JWKS
 /// endpoint that publishes them.
 pub struct SimulatedCanvas {
-    pub ring: Arc<crate::canvas_sim::KeyRing>,
-    pub jwks: crate::canvas_sim::JwksServer,
+    pub ring: Arc<coursewire_simulators::canvas_live_events::KeyRing>,
+    pub jwks: coursewire_simulators::canvas_live_events::JwksServer,
     pub issuer: String,
 }
 
 impl SimulatedCanvas {
     pub async fn start(issuer: &str) -> Result<Self, StackError> {
         let ring = Arc::new(
-            crate::canvas_sim::KeyRing::new().map_err(|e| StackError::Canvas(e.to_string()))?,
+            coursewire_simulators::canvas_live_events::KeyRing::new()
+                .map_err(|e| StackError::Canvas(e.to_string()))?,
         );
-        let jwks = crate::canvas_sim::JwksServer::start(ring.clone())
+        let jwks = coursewire_simulators::canvas_live_events::JwksServer::start(ring.clone())
             .await
             .map_err(|e| StackError::Canvas(e.to_string()))?;
         Ok(Self {

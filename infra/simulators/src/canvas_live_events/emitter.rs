@@ -250,7 +250,7 @@ impl std::fmt::Debug for Emitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canvas_sim::scenario::{Format, Scenario, ScenarioConfig};
+    use crate::canvas_live_events::scenario::{Format, Scenario, ScenarioConfig};
     use axum::Router;
     use axum::body::Bytes;
     use axum::http::HeaderMap;

@@ -41,7 +41,7 @@ mod tests {
     fn finds_the_workspace_root_from_the_crate_dir() {
         let root = repo_root().expect("repo root");
         assert!(root.join(TEMPLATE_FILE).is_file());
-        assert!(root.join("infra").join("Cargo.toml").is_file());
+        assert!(root.join("infra/local/Cargo.toml").is_file());
         assert!(find_repo_root(Path::new("/")).is_err());
     }
 }

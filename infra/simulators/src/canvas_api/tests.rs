@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::params::encode;
 use super::*;
-use crate::canvas_sim::{SHARD_FACTOR, Scenario, ScenarioConfig, Truth, global_id};
+use crate::canvas_live_events::{SHARD_FACTOR, Scenario, ScenarioConfig, Truth, global_id};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -5,16 +5,16 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use coursewire_infra::canvas_api::{
+use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::stack::{LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_local::subscriber::Subscriber;
+use coursewire_simulators::canvas_api::{
     ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES, World,
     reconciled_mismatches,
 };
-use coursewire_infra::canvas_sim::{
+use coursewire_simulators::canvas_live_events::{
     Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, Truth, rejection_cases,
 };
-use coursewire_infra::stack::{LocalStack, SimulatedCanvas, StackOptions};
-use coursewire_infra::subscriber::Subscriber;
-use coursewire_live_events::catalog::DynamoCatalog;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -143,7 +143,7 @@ async fn start(stage: &str, world: World) -> Result<(SimulatedCanvas, CanvasApiS
         .parameter("CanvasAccountId", world.account_id.to_string().as_str())
         .parameter(
             "CanvasRootAccountId",
-            coursewire_infra::canvas_sim::global_id(1)
+            coursewire_simulators::canvas_live_events::global_id(1)
                 .to_string()
                 .as_str(),
         )
@@ -614,7 +614,10 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.get(index).copied().unwrap_or(0.0)
 }
 
-fn count(emissions: &[coursewire_infra::canvas_sim::Emission], delivery: Delivery) -> usize {
+fn count(
+    emissions: &[coursewire_simulators::canvas_live_events::Emission],
+    delivery: Delivery,
+) -> usize {
     emissions.iter().filter(|e| e.delivery == delivery).count()
 }
 

@@ -29,7 +29,7 @@ pub fn machine() -> String {
 
 /// The repository's short commit, when it is a git checkout.
 pub fn git_commit() -> Option<String> {
-    let root = crate::repo::repo_root().ok()?;
+    let root = coursewire_local::repo::repo_root().ok()?;
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(root)
@@ -43,7 +43,7 @@ pub fn git_commit() -> Option<String> {
 /// The command that reproduces this run: `cargo run` of `binary` with the same arguments.
 pub fn command_line(binary: &str) -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut line = format!("cargo run --release -p coursewire-infra --bin {binary}");
+    let mut line = format!("cargo run --release -p coursewire-benches --bin {binary}");
     if !args.is_empty() {
         line.push_str(" -- ");
         line.push_str(&args.join(" "));

@@ -68,7 +68,7 @@ impl JwksServer {
                 })
                 .await;
             if let Err(error) = served {
-                tracing::warn!(%error, "canvas_sim JWKS server stopped with an error");
+                tracing::warn!(%error, "Canvas JWKS simulator stopped with an error");
             }
         });
         Ok(Self {

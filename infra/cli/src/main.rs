@@ -1,0 +1,43 @@
+//! `coursewire`: the operator's command-line tool for a coursewire deployment. One
+//! subcommand per job; each uses the product crates directly (no Lambda invoke).
+
+mod replay;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coursewire",
+    version,
+    about = "Operate a coursewire deployment from the command line.",
+    long_about = "Operate a coursewire deployment from the command line. AWS access uses the \
+                  standard AWS configuration (AWS_PROFILE, AWS_REGION, credentials); set \
+                  AWS_ENDPOINT_URL to the moto endpoint `coursewire-local up` prints to work \
+                  on the local stack. `coursewire <command> --help` explains each command."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send stored Canvas live events through the pipeline again, for a window of event time.
+    Replay(replay::Args),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs go to stderr and only warnings by default, so the summaries stay readable.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+    match Cli::parse().command {
+        Command::Replay(args) => replay::main(args).await,
+    }
+}
