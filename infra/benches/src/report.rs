@@ -1,7 +1,44 @@
-//! What every benchmark binary prints about where and how it ran, so a figure pasted into
-//! BENCHMARKS.md carries its machine, commit and exact command, in one format.
+//! What every benchmark binary shares: stages, progress bars and latency histograms, and
+//! what it prints about where and how it ran, so a figure pasted into BENCHMARKS.md carries
+//! its machine, commit and exact command, in one format.
 
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// A stage of the run, on stderr (stdout carries the result block).
+pub fn step(text: &str) {
+    eprintln!("▸ {text}");
+}
+
+/// A progress bar on stderr labelled `label` (hidden when stderr is not a terminal).
+pub fn progress(len: usize, label: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>8} [{elapsed_precise}] [{bar:40.cyan/blue}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label);
+    bar
+}
+
+/// A latency histogram in microseconds, 1 µs to `max_us`, three significant figures.
+pub fn histogram(max_us: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, max_us.max(2), 3)
+        .expect("bounds 1..max (max >= 2) with 3 significant figures are valid")
+}
+
+/// A duration in whole microseconds, at least 1 (what [`histogram`] records).
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
 
 /// Cores, CPU model, architecture and the load average when the run ended.
 pub fn machine() -> String {

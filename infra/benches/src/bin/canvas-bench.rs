@@ -17,7 +17,9 @@ use anyhow::{Context, Result, anyhow, ensure};
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, ValueEnum};
-use coursewire_benches::report::{command_line, git_commit, machine, percentiles};
+use coursewire_benches::report::{
+    command_line, git_commit, histogram, machine, micros, percentiles, progress, step,
+};
 use coursewire_canvas::canvas::{
     BudgetStore, CanvasClient, ClientStats, Credentials, DynamoBudgetStore, HttpSettings,
     HttpTokenEndpoint, IN_FLIGHT_CHARGE, MemoryCredentialStore, Quota, QuotaSettings, QuotaStats,
@@ -35,9 +37,8 @@ use coursewire_simulators::canvas_api::{
 };
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -232,10 +233,6 @@ async fn main() {
             std::process::exit(2);
         }
     }
-}
-
-fn step(text: &str) {
-    eprintln!("▸ {text}");
 }
 
 /// Runs everything; `Ok(false)` when a target was missed (the report says why).
@@ -590,7 +587,7 @@ async fn worker(
     let (client, counts) = built?;
     let started = Instant::now();
     let client = &client;
-    let mut latency = histogram();
+    let mut latency = histogram(HIST_MAX_US);
     let (mut rosters, mut enrollments) = (0u64, 0u64);
     let (mut wrong, mut errors) = (Vec::new(), Vec::new());
     let mut syncs = futures::stream::iter(courses)
@@ -923,14 +920,6 @@ struct Report {
     failures: Vec<String>,
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds are valid")
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
-}
-
 /// Sum of a field over every worker.
 fn total<T: std::iter::Sum<T>>(workers: &[WorkerReport], f: impl Fn(&WorkerReport) -> T) -> T {
     workers.iter().map(f).sum()
@@ -1007,7 +996,7 @@ impl Report {
             .iter()
             .filter_map(|x| x.client.remaining_min)
             .fold(f64::INFINITY, f64::min);
-        let mut latency = histogram();
+        let mut latency = histogram(HIST_MAX_US);
         for x in w {
             let _ = latency.add(&x.latency);
         }
@@ -1315,20 +1304,4 @@ impl Report {
         out.push_str("```");
         out
     }
-}
-
-fn progress(len: usize, label: &'static str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} [{elapsed_precise}] [{bar:40.cyan/blue}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label);
-    bar
 }

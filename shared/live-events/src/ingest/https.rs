@@ -8,7 +8,7 @@
 use super::{Ingestor, Outcome};
 use crate::jwt::VerifyError;
 use crate::live_events::delivery;
-use crate::live_events::{self, DeliveryHints, LiveEvent};
+use crate::live_events::{self, DeliveryHints, EnvelopeError, LiveEvent};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -27,6 +27,13 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<String> {
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A response that ends the request early (boxed: it is the large side of a `Result`).
+type Stop = Box<Response<String>>;
+
+fn stop(response: Response<String>) -> Stop {
+    Box::new(response)
 }
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response<String> {
@@ -65,6 +72,8 @@ impl Ingestor {
         response
     }
 
+    /// Request → admissible body → authenticated event → stored: each step answers the
+    /// sender itself when it stops the request.
     async fn respond(&self, request: Request<Bytes>, metrics: &Metrics) -> Response<String> {
         if request.method() != Method::POST {
             return error(
@@ -74,13 +83,42 @@ impl Ingestor {
             );
         }
         let body = request.into_body();
-        if body.len() > self.settings.max_event_bytes {
+        let text = match self.admissible(&body, metrics) {
+            Ok(text) => text,
+            Err(stop) => return *stop,
+        };
+        let (parsed, token) = match self.authenticate(text, metrics).await {
+            Ok(authenticated) => authenticated,
+            Err(stop) => return *stop,
+        };
+        // What is kept of a rejected event (only on the error paths): the signed claims, or
+        // the unsigned body.
+        let raw = || match token {
+            Some(token) => signed_claims(token),
+            None => Bytes::copy_from_slice(text),
+        };
+        match parsed {
+            Ok(event) => self.store(&event, raw, metrics).await,
+            Err(e) => {
+                self.keep_reject(e.code(), e.to_string(), &raw(), metrics)
+                    .await;
+                error(StatusCode::BAD_REQUEST, e.code(), e)
+            }
+        }
+    }
+
+    /// The body without surrounding whitespace, if it is neither too large nor empty.
+    fn admissible<'a>(&self, body: &'a Bytes, metrics: &Metrics) -> Result<&'a [u8], Stop> {
+        let refuse = |reason: &str| {
             metrics.count(
                 "EventsRejected",
-                &[("Source", "https"), ("Reason", "payload_too_large")],
+                &[("Source", "https"), ("Reason", reason)],
                 1,
             );
-            return error(
+        };
+        if body.len() > self.settings.max_event_bytes {
+            refuse("payload_too_large");
+            return Err(stop(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!(
@@ -88,111 +126,86 @@ impl Ingestor {
                     body.len(),
                     self.settings.max_event_bytes
                 ),
-            );
+            )));
         }
         let text = body.trim_ascii();
         if text.is_empty() {
-            metrics.count(
-                "EventsRejected",
-                &[("Source", "https"), ("Reason", "empty_body")],
-                1,
-            );
-            return error(
+            refuse("empty_body");
+            return Err(stop(error(
                 StatusCode::BAD_REQUEST,
                 "empty_body",
                 "the request body is empty",
-            );
+            )));
         }
+        Ok(text)
+    }
 
-        // Which bytes to keep if the event is rejected after authentication.
-        let (parsed, token) = if text.first() == Some(&b'{') {
+    /// A verified JWT's claims (or, where allowed, unsigned JSON) parsed as an event, with the
+    /// token it came in. Unauthenticated input is answered here and never stored.
+    async fn authenticate<'a>(
+        &self,
+        text: &'a [u8],
+        metrics: &Metrics,
+    ) -> Result<(Result<LiveEvent, EnvelopeError>, Option<&'a str>), Stop> {
+        if text.first() == Some(&b'{') {
             if !self.settings.allow_unsigned {
-                metrics.count(
-                    "AuthFailures",
-                    &[("Source", "https"), ("Reason", "unsigned")],
-                    1,
-                );
-                return error(
-                    StatusCode::UNAUTHORIZED,
+                return Err(stop(self.unauthorized(
+                    metrics,
                     "unsigned",
                     "unsigned events are not accepted: turn on Sign Payload in the Canvas subscription",
-                );
+                )));
             }
-            (
+            return Ok((
                 live_events::parse_json(text, DeliveryHints::default()),
                 None,
-            )
-        } else {
-            let Some(verifier) = self.verifier.as_ref() else {
-                tracing::error!("a signed event arrived but no JWKS is configured");
-                return error(
+            ));
+        }
+        let Some(verifier) = self.verifier.as_ref() else {
+            tracing::error!("a signed event arrived but no JWKS is configured");
+            return Err(stop(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_configured",
+                "signature verification is not configured",
+            )));
+        };
+        let Ok(token) = std::str::from_utf8(text) else {
+            return Err(stop(self.unauthorized(
+                metrics,
+                "malformed_token",
+                "body is neither JSON nor a JWT",
+            )));
+        };
+        match verifier.verify(token).await {
+            Ok(claims) => Ok((live_events::from_jwt_claims(claims), Some(token))),
+            Err(e @ VerifyError::ClaimsNotJson) => {
+                // Authentic but unreadable: the sender's bug, not an attack. Keep it.
+                self.keep_reject(e.code(), e.to_string(), &signed_claims(token), metrics)
+                    .await;
+                Err(stop(error(StatusCode::BAD_REQUEST, e.code(), e)))
+            }
+            Err(e) if e.is_transient() => {
+                metrics.count("JwksUnavailable", &[("Source", "https")], 1);
+                tracing::error!(error = %e, "cannot verify: JWKS unavailable");
+                Err(stop(error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not_configured",
-                    "signature verification is not configured",
-                );
-            };
-            let token = match std::str::from_utf8(text) {
-                Ok(token) => token,
-                Err(_) => {
-                    return self.unauthorized(
-                        metrics,
-                        "malformed_token",
-                        "body is neither JSON nor a JWT",
-                    );
-                }
-            };
-            match verifier.verify(token).await {
-                Ok(claims) => (live_events::from_jwt_claims(claims), Some(token)),
-                Err(e @ VerifyError::ClaimsNotJson) => {
-                    // Authentic but unreadable: the sender's bug, not an attack. Keep it.
-                    let claims = token
-                        .split('.')
-                        .nth(1)
-                        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-                        .unwrap_or_default();
-                    if let Err(store) = self
-                        .reject(&delivery::HTTPS, e.code(), e.to_string(), &claims, metrics)
-                        .await
-                    {
-                        tracing::warn!(error = %store, "could not record reject");
-                    }
-                    return error(StatusCode::BAD_REQUEST, e.code(), e);
-                }
-                Err(e) if e.is_transient() => {
-                    metrics.count("JwksUnavailable", &[("Source", "https")], 1);
-                    tracing::error!(error = %e, "cannot verify: JWKS unavailable");
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        e.code(),
-                        "signing keys unavailable; retry later",
-                    );
-                }
-                Err(e) => return self.unauthorized(metrics, e.code(), e),
+                    e.code(),
+                    "signing keys unavailable; retry later",
+                )))
             }
-        };
+            Err(e) => Err(stop(self.unauthorized(metrics, e.code(), e))),
+        }
+    }
 
-        // Only on the error path: the verified claims are re-read from the token.
-        let raw = || match token.and_then(|t| t.split('.').nth(1)) {
-            Some(claims) => Bytes::from(URL_SAFE_NO_PAD.decode(claims).unwrap_or_default()),
-            None => Bytes::copy_from_slice(text),
-        };
-        let event: LiveEvent = match parsed {
-            Ok(event) => event,
-            Err(e) => {
-                let code = e.code();
-                if let Err(store) = self
-                    .reject(&delivery::HTTPS, code, e.to_string(), &raw(), metrics)
-                    .await
-                {
-                    tracing::warn!(error = %store, "could not record reject");
-                }
-                return error(StatusCode::BAD_REQUEST, code, e);
-            }
-        };
-
+    /// Stores and enqueues the event; the answer Canvas gets.
+    async fn store(
+        &self,
+        event: &LiveEvent,
+        raw: impl Fn() -> Bytes,
+        metrics: &Metrics,
+    ) -> Response<String> {
         let outcome = self
             .ingest(
-                std::slice::from_ref(&event),
+                std::slice::from_ref(event),
                 &delivery::HTTPS,
                 Utc::now(),
                 metrics,
@@ -208,14 +221,7 @@ impl Ingestor {
                 }),
             ),
             Some(Err(e)) if !e.is_transient() => {
-                let _ = self
-                    .reject(
-                        &delivery::HTTPS,
-                        "storage_rejected",
-                        e.to_string(),
-                        &raw(),
-                        metrics,
-                    )
+                self.keep_reject("storage_rejected", e.to_string(), &raw(), metrics)
                     .await;
                 error(
                     StatusCode::BAD_REQUEST,
@@ -238,6 +244,17 @@ impl Ingestor {
         }
     }
 
+    /// Keeps an authenticated but unusable event for operators; the sender's answer does not
+    /// depend on whether that worked.
+    async fn keep_reject(&self, code: &'static str, reason: String, raw: &[u8], metrics: &Metrics) {
+        if let Err(store) = self
+            .reject(&delivery::HTTPS, code, reason, raw, metrics)
+            .await
+        {
+            tracing::warn!(error = %store, "could not record reject");
+        }
+    }
+
     fn unauthorized(
         &self,
         metrics: &Metrics,
@@ -249,4 +266,14 @@ impl Ingestor {
         metrics.count("AuthFailures", &[("Source", "https"), ("Reason", code)], 1);
         error(StatusCode::UNAUTHORIZED, code, reason)
     }
+}
+
+/// The claims segment of a verified token, decoded: what a reject keeps of a signed event.
+fn signed_claims(token: &str) -> Bytes {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|claims| URL_SAFE_NO_PAD.decode(claims).ok())
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
