@@ -11,12 +11,13 @@ use coursewire_live_events::live_events::delivery;
 use coursewire_live_events::live_events::{self, DeliveryHints};
 use coursewire_local::fault_proxy::FaultPlan;
 use coursewire_local::provision::Overrides;
+use coursewire_local::stack::StackOptions;
 use coursewire_local::subscriber::{Subscriber, SubscriberReport};
 use coursewire_pipeline::inbox::record::field;
 use coursewire_pipeline::inbox::{DynamoInbox, Inbox};
 use coursewire_simulators::canvas_live_events::{Scenario, ScenarioConfig};
 use coursewire_tests::schemas::validate_change_event;
-use coursewire_tests::{Harness, HarnessOptions, attr};
+use coursewire_tests::{Harness, attr};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -177,7 +178,7 @@ fn scenario(seed: u64, students: usize, duplicates: f64, reorder: usize) -> Scen
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_reaches_the_subscriber_once_in_order_and_the_catalog_matches_canvas()
 -> Result<()> {
-    let h = Harness::start("bus-scenario", HarnessOptions::default()).await?;
+    let h = Harness::start("bus-scenario", StackOptions::default()).await?;
     let scenario = scenario(0xb05_0001, 12, 0.1, 12);
     let bus = run_scenario(&h, &scenario).await?;
     check_pipeline(&h, &scenario, &bus).await?;
@@ -226,10 +227,10 @@ async fn faults_between_every_step_change_nothing_downstream() -> Result<()> {
         .queue_attribute("ChangesQueue", "VisibilityTimeout", "3")
         .max_receive_count("CanvasLiveEventsQueue", 100)
         .max_receive_count("ChangesQueue", 100);
-    let options = HarnessOptions {
+    let options = StackOptions {
         overrides,
         faults: Some(plan),
-        ..HarnessOptions::default()
+        ..StackOptions::default()
     };
     let h = Harness::start("bus-faults", options).await?;
     let scenario = scenario(0xb05_0002, 10, 0.15, 16);
@@ -260,7 +261,7 @@ async fn faults_between_every_step_change_nothing_downstream() -> Result<()> {
 /// nothing when run again, and republishes with the same ids when asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay_heals_once_and_republishes_the_same_ids() -> Result<()> {
-    let h = Harness::start("bus-replay", HarnessOptions::default()).await?;
+    let h = Harness::start("bus-replay", StackOptions::default()).await?;
     let scenario = scenario(0xb05_0003, 4, 0.0, 0);
     let first = run_scenario(&h, &scenario).await?;
     check_pipeline(&h, &scenario, &first).await?;

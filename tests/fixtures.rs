@@ -23,7 +23,7 @@ use coursewire_live_events::jwt::{
     EventVerifier, JwkSet, JwksError, JwksSource, KeyCache, KeyCacheSettings,
 };
 use coursewire_live_events::live_events::{self, DeliveryHints};
-use coursewire_pipeline::changes::{ChangeMessage, ChangeQueue};
+use coursewire_pipeline::handoff::{EventQueue, QueuedEvent};
 use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject, SourceEvent};
 use coursewire_runtime::aws::AwsError;
 use coursewire_runtime::telemetry::CollectingSink;
@@ -80,7 +80,7 @@ fn fixture_verifier() -> Result<Arc<EventVerifier>> {
 struct Memory {
     events: Mutex<HashMap<String, bool>>,
     rejects: Mutex<Vec<String>>,
-    changes: Mutex<Vec<ChangeMessage>>,
+    changes: Mutex<Vec<QueuedEvent>>,
 }
 
 #[async_trait]
@@ -113,8 +113,8 @@ impl Inbox for Memory {
 }
 
 #[async_trait]
-impl ChangeQueue for Memory {
-    async fn enqueue(&self, messages: &[ChangeMessage]) -> Vec<Result<(), AwsError>> {
+impl EventQueue for Memory {
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>> {
         self.changes
             .lock()
             .expect("lock")
@@ -561,7 +561,7 @@ fn processor_fixture_is_what_ingestion_enqueues() -> Result<()> {
             record.md5_of_body.as_deref() == Some(md5::hex(body.as_bytes()).as_str()),
             "md5OfBody does not match the body"
         );
-        let message: ChangeMessage = serde_json::from_str(body).context("body")?;
+        let message: QueuedEvent = serde_json::from_str(body).context("body")?;
         let live = live_events::parse_json(
             source.body.as_deref().context("no source body")?.as_bytes(),
             DeliveryHints::default(),

@@ -11,15 +11,14 @@ use chrono::Utc;
 use coursewire_live_events::live_events::delivery;
 use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent};
 use coursewire_local::provision::Overrides;
+use coursewire_local::stack::StackOptions;
 use coursewire_pipeline::inbox::record::{self, field};
 use coursewire_pipeline::inbox::{Admission, DynamoInbox, Inbox};
 use coursewire_simulators::canvas_live_events::{
     Delivered, Delivery, Emission, FaultDelivery, Format, SHARD_FACTOR, Scenario, ScenarioConfig,
     SendReport, rejection_cases,
 };
-use coursewire_tests::{
-    ChangeRecord, Harness, HarnessOptions, Item, RawSqsMessage, attr, load_examples,
-};
+use coursewire_tests::{Harness, Item, QueuedRecord, RawSqsMessage, attr, load_examples};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -142,7 +141,7 @@ fn assert_global_key(key: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scenario_through_both_receivers_lands_once_in_inbox_and_changes_fifo() -> Result<()> {
     let started = Instant::now();
-    let h = Harness::start("e2e-scenario", HarnessOptions::ingest_only()).await?;
+    let h = Harness::start("e2e-scenario", StackOptions::ingest_only()).await?;
     let scenario = Scenario::build(ScenarioConfig {
         seed: 0x5eed_0001,
         courses: 1,
@@ -340,9 +339,9 @@ async fn scenario_through_both_receivers_lands_once_in_inbox_and_changes_fifo() 
     }
 
     // changes.fifo: one message per event, grouped by entity key, deduplicated by hash.
-    let changes = h.take_changes().await?;
+    let changes = h.take_queued().await?;
     let mut seen = BTreeSet::new();
-    for ChangeRecord {
+    for QueuedRecord {
         message,
         group_id,
         deduplication_id,
@@ -416,10 +415,10 @@ async fn scenario_through_both_receivers_lands_once_in_inbox_and_changes_fifo() 
 }
 
 /// The same event delivered many times at once (Canvas retries and SQS at-least-once can
-/// overlap): one inbox item, one change message, and every copy answered 200.
+/// overlap): one inbox item, one queued event, and every copy answered 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_copies_of_an_event_are_stored_and_enqueued_once() -> Result<()> {
-    let h = Harness::start("e2e-concurrent", HarnessOptions::ingest_only()).await?;
+    let h = Harness::start("e2e-concurrent", StackOptions::ingest_only()).await?;
     let scenario = Scenario::build(ScenarioConfig {
         seed: 0x5eed_0002,
         courses: 1,
@@ -475,7 +474,7 @@ async fn concurrent_copies_of_an_event_are_stored_and_enqueued_once() -> Result<
         items.len(),
         events.len()
     );
-    let changes = h.take_changes().await?;
+    let changes = h.take_queued().await?;
     let hashes: Vec<&str> = changes
         .iter()
         .map(|c| c.message.event_hash.as_str())
@@ -538,10 +537,10 @@ async fn concurrent_copies_of_an_event_are_stored_and_enqueued_once() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jwks_rotation_mid_stream_and_unknown_kids_are_rate_limited() -> Result<()> {
     const REFETCH: Duration = Duration::from_secs(1);
-    let options = HarnessOptions {
+    let options = StackOptions {
         overrides: Overrides::default()
             .parameter("JwksMinRefetchSeconds", REFETCH.as_secs().to_string()),
-        ..HarnessOptions::ingest_only()
+        ..StackOptions::ingest_only()
     };
     let h = Harness::start("e2e-jwks", options).await?;
     let scenario = Scenario::build(ScenarioConfig {
@@ -703,7 +702,7 @@ async fn jwks_rotation_mid_stream_and_unknown_kids_are_rate_limited() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch() -> Result<()> {
     const MAX_EVENT_BYTES: usize = 64 * 1024;
-    let options = HarnessOptions {
+    let options = StackOptions {
         // One poller so the mixed batch below reaches the function as one invocation; a short
         // visibility timeout and 2 receives before the DLQ so a message wrongly reported as
         // failed would show up quickly.
@@ -712,7 +711,7 @@ async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch
             .parameter("MaxEventBytes", MAX_EVENT_BYTES.to_string())
             .queue_attribute("CanvasLiveEventsQueue", "VisibilityTimeout", "2")
             .max_receive_count("CanvasLiveEventsQueue", 2),
-        ..HarnessOptions::ingest_only()
+        ..StackOptions::ingest_only()
     };
     let h = Harness::start("e2e-reject", options).await?;
     let scenario = Scenario::build(ScenarioConfig {
@@ -956,7 +955,7 @@ async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch
         "valid SQS events not all accepted"
     );
     ensure!(
-        h.take_changes().await?.len() == valid.len(),
+        h.take_queued().await?.len() == valid.len(),
         "changes.fifo should hold the valid events only"
     );
     eprintln!(
@@ -974,7 +973,7 @@ async fn every_rejection_class_is_refused_specifically_and_never_poisons_a_batch
 /// it exactly once; the one after is a duplicate. Checked for both receivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() -> Result<()> {
-    let h = Harness::start("e2e-recover", HarnessOptions::ingest_only()).await?;
+    let h = Harness::start("e2e-recover", StackOptions::ingest_only()).await?;
     let scenario = Scenario::build(ScenarioConfig {
         seed: 0x5eed_0005,
         courses: 1,
@@ -1089,7 +1088,7 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
         "recovery counted as something else"
     );
     // Read (and delete) now, so a second enqueue below could not hide behind FIFO deduplication.
-    let changes = h.take_changes().await?;
+    let changes = h.take_queued().await?;
     let hashes: BTreeSet<&str> = changes
         .iter()
         .map(|c| c.message.event_hash.as_str())
@@ -1173,7 +1172,7 @@ async fn crash_between_inbox_put_and_enqueue_is_repaired_by_the_next_delivery() 
         "EventsRecovered = {}",
         h.metric("EventsRecovered", &[])
     );
-    let again = h.take_changes().await?;
+    let again = h.take_queued().await?;
     ensure!(
         again.is_empty(),
         "duplicates were enqueued again: {:?}",
@@ -1202,7 +1201,7 @@ async fn every_published_example_payload_ingests_through_sqs() -> Result<()> {
         "only {} example payloads found",
         examples.len()
     );
-    let h = Harness::start("e2e-examples", HarnessOptions::ingest_only()).await?;
+    let h = Harness::start("e2e-examples", StackOptions::ingest_only()).await?;
 
     let mut expected: HashMap<String, Vec<String>> = HashMap::new();
     let mut failures = Vec::new();

@@ -12,7 +12,7 @@ use coursewire_local::moto::{MotoServer, ensure_venv_tool};
 use coursewire_local::provision::{Overrides, provision};
 use coursewire_local::template::Template;
 use coursewire_pipeline::inbox::record::{self, field};
-use coursewire_tests::{attr, repo_root, scan_table, take_changes, unique_stage};
+use coursewire_tests::{attr, repo_root, scan_table, take_queued, unique_stage};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -399,7 +399,7 @@ async fn ingest_sqs_binary_under_cargo_lambda_watch_ingests_the_fixture_batch() 
         "inbox after the invoke: {} items ({stored:?}), expected the fixture's {expected:?}",
         items.len()
     );
-    let changes = take_changes(&aws_sdk_sqs::Client::new(&sdk), &changes_queue).await?;
+    let changes = take_queued(&aws_sdk_sqs::Client::new(&sdk), &changes_queue).await?;
     let enqueued: BTreeSet<String> = changes
         .iter()
         .map(|c| c.message.event_hash.clone())

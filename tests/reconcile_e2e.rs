@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_live_events::live_events::{self, DeliveryHints};
 use coursewire_local::provision::Overrides;
-use coursewire_local::stack::CANVAS_SECRET;
+use coursewire_local::stack::{CANVAS_SECRET, StackOptions};
 use coursewire_local::subscriber::Subscriber;
 use coursewire_simulators::canvas_api::{
     self, ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES,
@@ -17,7 +17,7 @@ use coursewire_simulators::canvas_api::{
 };
 use coursewire_simulators::canvas_live_events::{Emission, Scenario, ScenarioConfig, Truth};
 use coursewire_tests::schemas::validate_change_event;
-use coursewire_tests::{Harness, HarnessOptions, wait_until};
+use coursewire_tests::{Harness, wait_until};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -56,14 +56,14 @@ async fn start(
     let sim = CanvasApiSim::start(config, World::from_events(&scenario.events)).await?;
     let h = Harness::start(
         test,
-        HarnessOptions {
+        StackOptions {
             overrides: Overrides::default()
                 .parameter("CanvasAccountId", account_id(&sim).as_str())
                 .parameter("CanvasRootAccountId", root_account(scenario).as_str())
                 // The simulator leaks faster than Canvas so tests run in seconds.
                 .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str()),
             canvas_credentials: Some(credentials(&sim)?),
-            ..HarnessOptions::default()
+            ..StackOptions::default()
         },
     )
     .await?;

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use coursewire_live_events::live_events::{self, DeliveryHints, LiveEvent, delivery};
 use coursewire_local::provision::Overrides;
 use coursewire_local::stack::{LocalStack, StackOptions};
-use coursewire_pipeline::changes::{ChangeMessage, ReplayMode};
+use coursewire_pipeline::handoff::{QueuedEvent, ReplayMode};
 use coursewire_pipeline::inbox::record::{self, field};
 use coursewire_pipeline::inbox::{
     Admission, DynamoInbox, Inbox, STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED,
@@ -18,7 +18,7 @@ use coursewire_pipeline::inbox::{
 use coursewire_pipeline::replay::{ReplayConfig, ReplayReport, ReplayRequest, Replayer};
 use coursewire_pipeline::time::format_sortable;
 use coursewire_runtime::telemetry::CollectingSink;
-use coursewire_tests::{ChangeRecord, take_changes, unique_stage};
+use coursewire_tests::{QueuedRecord, take_queued, unique_stage};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,7 +118,7 @@ fn window(from: DateTime<Utc>, to: DateTime<Utc>, request_id: &str) -> ReplayReq
 }
 
 /// The labels of the records sent, per message group, in receive order.
-fn groups(records: &[ChangeRecord], seeds: &[Seeded]) -> BTreeMap<String, Vec<&'static str>> {
+fn groups(records: &[QueuedRecord], seeds: &[Seeded]) -> BTreeMap<String, Vec<&'static str>> {
     let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     for record in records {
         let label = seeds
@@ -133,7 +133,7 @@ fn groups(records: &[ChangeRecord], seeds: &[Seeded]) -> BTreeMap<String, Vec<&'
 /// Every record carries the replay marker, the FIFO ids derived from it, and the event
 /// exactly as ingestion would have sent it.
 fn check_records(
-    records: &[ChangeRecord],
+    records: &[QueuedRecord],
     seeds: &[Seeded],
     mode: ReplayMode,
     request_id: &str,
@@ -144,8 +144,8 @@ fn check_records(
             .find(|s| s.event.content_hash == record.message.event_hash)
             .context("changes.fifo holds an event that was not seeded")?;
         let received_at = seed.event.event_time + chrono::TimeDelta::seconds(1);
-        let mut expected = ChangeMessage::new(&seed.event, &delivery::SQS, received_at);
-        expected.replay = Some(coursewire_pipeline::changes::Replay {
+        let mut expected = QueuedEvent::new(&seed.event, &delivery::SQS, received_at);
+        expected.replay = Some(coursewire_pipeline::handoff::Replay {
             mode,
             request_id: request_id.into(),
         });
@@ -297,7 +297,7 @@ async fn scenario(stack: &LocalStack) -> Result<()> {
             "heal ({attempt}) {report:?}"
         );
     }
-    let records = take_changes(&sqs, queue).await?;
+    let records = take_queued(&sqs, queue).await?;
     ensure!(
         groups(&records, &seeds)
             == BTreeMap::from([
@@ -325,7 +325,7 @@ async fn scenario(stack: &LocalStack) -> Result<()> {
     let report: ReplayReport = serde_json::from_value(answer.clone())
         .with_context(|| format!("replay function answered {answer}"))?;
     ensure!(counts(&report) == (5, 0, 5, 5, 0), "republish {report:?}");
-    let records = take_changes(&sqs, queue).await?;
+    let records = take_queued(&sqs, queue).await?;
     ensure!(
         groups(&records, &seeds)
             == BTreeMap::from([

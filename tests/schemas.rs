@@ -17,7 +17,7 @@ use coursewire_live_events::catalog::{
 use coursewire_live_events::live_events::delivery;
 use coursewire_live_events::live_events::time::parse_event_time;
 use coursewire_live_events::live_events::{self, DeliveryHints, Format, entity::documented_events};
-use coursewire_pipeline::changes::ChangeMessage;
+use coursewire_pipeline::handoff::QueuedEvent;
 use coursewire_pipeline::processor::{ChangeDetail, EntityModel, event_id};
 use coursewire_simulators::canvas_live_events::{Scenario, ScenarioConfig, Truth};
 use coursewire_tests::load_examples;
@@ -1136,7 +1136,7 @@ impl Catalog {
     fn apply(&mut self, payload: &Value, received_at: &str) -> Value {
         let event = live_events::from_value(payload.clone(), DeliveryHints::default()).unwrap();
         let received = parse_event_time(received_at).unwrap();
-        let message = ChangeMessage::new(&event, &delivery::SQS, received);
+        let message = QueuedEvent::new(&event, &delivery::SQS, received);
         let current = self
             .rows
             .get(&message.entity_key)

@@ -10,10 +10,8 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 pub use coursewire_live_events::live_events::corpus::{Corpus, Example};
-use coursewire_local::fault_proxy::FaultPlan;
-use coursewire_local::provision::Overrides;
 use coursewire_local::stack::{LocalStack, StackOptions};
-use coursewire_pipeline::changes::ChangeMessage;
+use coursewire_pipeline::handoff::QueuedEvent;
 use coursewire_pipeline::inbox::record;
 use coursewire_simulators::canvas_live_events::{Emitter, JwksServer, KeyRing};
 use std::future::Future;
@@ -79,45 +77,10 @@ where
 
 /// One message read from `changes.fifo`, with the FIFO system attributes.
 #[derive(Debug, Clone)]
-pub struct ChangeRecord {
-    pub message: ChangeMessage,
+pub struct QueuedRecord {
+    pub message: QueuedEvent,
     pub group_id: String,
     pub deduplication_id: String,
-}
-
-/// What the test changes about the stack (beyond the stage and the simulated Canvas).
-pub struct HarnessOptions {
-    pub pollers: usize,
-    pub overrides: Overrides,
-    /// Functions whose event sources do not run (see `StackOptions::paused`).
-    pub paused: Vec<String>,
-    /// Route the functions' AWS calls through a fault-injecting proxy.
-    pub faults: Option<FaultPlan>,
-    /// Put into the Canvas credentials secret (see `StackOptions::canvas_credentials`).
-    pub canvas_credentials: Option<serde_json::Value>,
-}
-
-impl Default for HarnessOptions {
-    fn default() -> Self {
-        Self {
-            pollers: 4,
-            overrides: Overrides::default(),
-            paused: Vec::new(),
-            faults: None,
-            canvas_credentials: None,
-        }
-    }
-}
-
-impl HarnessOptions {
-    /// Ingestion alone: the processor does not consume `changes.fifo`, so a test can read
-    /// what ingestion put there.
-    pub fn ingest_only() -> Self {
-        Self {
-            paused: vec!["ProcessorFunction".into()],
-            ..Self::default()
-        }
-    }
 }
 
 /// A local stack wired to a simulated Canvas: its JWKS server, its signing keys and an
@@ -133,27 +96,23 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn start(test: &str, options: HarnessOptions) -> Result<Self> {
+    /// A stack for `test` with `options`; the harness adds the stage and the simulated
+    /// Canvas's JWKS URL and issuer to its overrides.
+    pub async fn start(test: &str, mut options: StackOptions) -> Result<Self> {
         let started = Instant::now();
         let stage = unique_stage(test);
         let ring = Arc::new(KeyRing::new().context("generating the simulator's signing keys")?);
         let jwks = JwksServer::start(ring.clone())
             .await
             .context("starting the JWKS server")?;
-        let overrides = options
+        options.overrides = options
             .overrides
             .parameter("Stage", stage.as_str())
             .parameter("CanvasJwksUrl", jwks.url())
             .parameter("CanvasJwtIssuer", ISSUER);
-        let stack = LocalStack::start(StackOptions {
-            overrides,
-            pollers: options.pollers,
-            paused: options.paused,
-            faults: options.faults,
-            canvas_credentials: options.canvas_credentials,
-        })
-        .await
-        .with_context(|| format!("starting the local stack for stage {stage}"))?;
+        let stack = LocalStack::start(options)
+            .await
+            .with_context(|| format!("starting the local stack for stage {stage}"))?;
         let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
         let sqs = aws_sdk_sqs::Client::new(&stack.aws);
         let url = stack
@@ -249,8 +208,8 @@ impl Harness {
     }
 
     /// Reads and deletes every message on `changes.fifo`.
-    pub async fn take_changes(&self) -> Result<Vec<ChangeRecord>> {
-        take_changes(&self.sqs, self.queue("ChangesQueue")?).await
+    pub async fn take_queued(&self) -> Result<Vec<QueuedRecord>> {
+        take_queued(&self.sqs, self.queue("ChangesQueue")?).await
     }
 
     /// Sends raw SQS messages in one `SendMessageBatch` (at most 10), each with String attributes.
@@ -328,10 +287,10 @@ pub async fn send_sqs_batch(
     Ok(())
 }
 
-/// Receives and deletes every message on a FIFO queue of change messages. Messages are deleted
+/// Receives and deletes every message on a FIFO queue of queued events. Messages are deleted
 /// as they are read because a FIFO queue holds back the rest of a message group while one of
 /// its messages is in flight.
-pub async fn take_changes(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Vec<ChangeRecord>> {
+pub async fn take_queued(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Vec<QueuedRecord>> {
     let mut records = Vec::new();
     let mut empty_polls = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -365,8 +324,8 @@ pub async fn take_changes(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
         empty_polls = 0;
         for message in messages {
             let body = message.body().unwrap_or_default();
-            let change: ChangeMessage = serde_json::from_str(body)
-                .with_context(|| format!("changes.fifo body is not a ChangeMessage: {body}"))?;
+            let change: QueuedEvent = serde_json::from_str(body)
+                .with_context(|| format!("changes.fifo body is not a QueuedEvent: {body}"))?;
             let system = |name: MessageSystemAttributeName| {
                 message
                     .attributes()
@@ -374,7 +333,7 @@ pub async fn take_changes(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
                     .cloned()
                     .unwrap_or_default()
             };
-            records.push(ChangeRecord {
+            records.push(QueuedRecord {
                 message: change,
                 group_id: system(MessageSystemAttributeName::MessageGroupId),
                 deduplication_id: system(MessageSystemAttributeName::MessageDeduplicationId),

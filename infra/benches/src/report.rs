@@ -7,6 +7,51 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// Logs to stderr at `default_level` unless `log_env` says otherwise; warns when the
+/// numbers would come from a debug build.
+pub fn start_run(log_env: &str, default_level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(log_env)
+                .unwrap_or_else(|_| default_level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+    if cfg!(debug_assertions) {
+        step("warning: debug build; numbers are only meaningful with --release");
+    }
+}
+
+/// The result block for BENCHMARKS.md: `key  value` lines, then where it ran and how to run
+/// it again, then notes and failures.
+pub fn result_block(
+    binary: &str,
+    mut lines: Vec<(String, String)>,
+    notes: &[String],
+    failures: &[String],
+) -> String {
+    lines.push(("machine".to_string(), machine()));
+    lines.push(("command".to_string(), command_line(binary)));
+    let width = lines
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from("\n```text\n");
+    for (key, value) in lines {
+        out.push_str(&format!("{key:<width$}  {value}\n"));
+    }
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    for failure in failures {
+        out.push_str(&format!("failed: {failure}\n"));
+    }
+    out.push_str("```");
+    out
+}
+
 /// A stage of the run, on stderr (stdout carries the result block).
 pub fn step(text: &str) {
     eprintln!("▸ {text}");

@@ -76,6 +76,12 @@ impl Default for StackOptions {
 }
 
 impl StackOptions {
+    /// Ingestion alone: the processor does not consume `changes.fifo`, so a test can read
+    /// what ingestion put there.
+    pub fn ingest_only() -> Self {
+        Self::default().pause("ProcessorFunction")
+    }
+
     /// Does not start the event sources of `logical_id` (e.g. `ProcessorFunction`).
     pub fn pause(mut self, logical_id: &str) -> Self {
         self.paused.push(logical_id.to_string());

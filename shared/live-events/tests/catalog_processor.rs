@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use coursewire_live_events::catalog::{CatalogModel, ChangeEvent, EntityRecord};
 use coursewire_live_events::live_events::delivery;
 use coursewire_pipeline::bus::{BusEntry, EventPublisher};
-use coursewire_pipeline::changes::{ChangeMessage, Replay, ReplayMode};
+use coursewire_pipeline::handoff::{QueuedEvent, Replay, ReplayMode};
 use coursewire_pipeline::processor::{
     COMMIT_ATTEMPTS, Commit, Ledger, OutboxRecord, Processor, Publication, event_id,
 };
@@ -111,8 +111,8 @@ impl EventPublisher for MemoryBus {
     }
 }
 
-fn message(hash: &str, name: &str, time: &str, id: &str, state: &str) -> ChangeMessage {
-    ChangeMessage {
+fn message(hash: &str, name: &str, time: &str, id: &str, state: &str) -> QueuedEvent {
+    QueuedEvent {
         version: 1,
         event_hash: hash.into(),
         entity_key: format!("enrollment:{id}"),
@@ -130,7 +130,7 @@ fn message(hash: &str, name: &str, time: &str, id: &str, state: &str) -> ChangeM
     }
 }
 
-fn batch(messages: &[&ChangeMessage]) -> Vec<QueueMessage> {
+fn batch(messages: &[&QueuedEvent]) -> Vec<QueueMessage> {
     messages
         .iter()
         .map(|m| QueueMessage {

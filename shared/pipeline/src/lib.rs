@@ -6,14 +6,14 @@
 //!
 //! - [`inbox`]: every accepted source event by content hash, with its outbox record
 //!   ([`inbox::record`] owns the item format)
-//! - [`changes`]: the hand-off to the processor on a FIFO queue (group = entity key)
+//! - [`handoff`]: the hand-off to the processor on a FIFO queue (group = entity key)
 //! - [`processor`]: change queue → entity rows → change events, one per source event
 //! - [`bus`]: publishing on EventBridge, one `source` per producer
 //! - [`replay`]: re-sending a window of inbox events to the change queue (heal or republish)
 //! - [`time`]: the sortable timestamps the pipeline stores
 
 pub mod bus;
-pub mod changes;
+pub mod handoff;
 pub mod inbox;
 pub mod processor;
 pub mod replay;

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, ValueEnum};
 use coursewire_benches::report::{
-    command_line, git_commit, histogram, machine, micros, percentiles, progress, step,
+    git_commit, histogram, micros, percentiles, progress, result_block, start_run, step,
 };
 use coursewire_canvas::canvas::{
     BudgetStore, CanvasClient, ClientStats, Credentials, DynamoBudgetStore, HttpSettings,
@@ -238,18 +238,8 @@ async fn main() {
 /// Runs everything; `Ok(false)` when a target was missed (the report says why).
 async fn bench() -> Result<bool> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CANVAS_BENCH_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .compact()
-        .init();
+    start_run("CANVAS_BENCH_LOG", "warn");
     args.validate()?;
-    if cfg!(debug_assertions) {
-        step("warning: debug build; numbers are only meaningful with --release");
-    }
 
     step("starting moto and provisioning from template.yaml (first run installs moto into .venv)");
     let root = repo_root().context("finding the repository root")?;
@@ -1284,24 +1274,6 @@ impl Report {
             ),
         )];
         lines.extend(self.lines.iter().cloned());
-        lines.push(("machine".to_string(), machine()));
-        lines.push(("command".to_string(), command_line("canvas-bench")));
-        let width = lines
-            .iter()
-            .map(|(k, _)| k.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut out = String::from("\n```text\n");
-        for (key, value) in lines {
-            out.push_str(&format!("{key:<width$}  {value}\n"));
-        }
-        for note in &self.notes {
-            out.push_str(&format!("note: {note}\n"));
-        }
-        for failure in &self.failures {
-            out.push_str(&format!("failed: {failure}\n"));
-        }
-        out.push_str("```");
-        out
+        result_block("canvas-bench", lines, &self.notes, &self.failures)
     }
 }

@@ -5,7 +5,7 @@ use super::change_event::{CanvasOrigin, ChangeEvent, EntityRef, SCHEMA_VERSION, 
 use super::{EntityRecord, apply, normalize};
 use crate::live_events::Format;
 use chrono::Utc;
-use coursewire_pipeline::changes::ChangeMessage;
+use coursewire_pipeline::handoff::QueuedEvent;
 use coursewire_pipeline::processor::{Derived, EntityModel, ModelError};
 use coursewire_pipeline::time::format_sortable;
 
@@ -28,7 +28,7 @@ impl EntityModel for CatalogModel {
     fn derive(
         &self,
         current: &EntityRecord,
-        message: &ChangeMessage,
+        message: &QueuedEvent,
         event_id: String,
         replay: bool,
     ) -> Result<Derived<EntityRecord, ChangeEvent>, ModelError> {

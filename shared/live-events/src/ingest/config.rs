@@ -3,7 +3,7 @@
 
 use super::{IngestSettings, Ingestor};
 use crate::jwt::{EventVerifier, HttpJwksSource, KeyCache, KeyCacheSettings};
-use coursewire_pipeline::changes::SqsChangeQueue;
+use coursewire_pipeline::handoff::SqsEventQueue;
 use coursewire_pipeline::inbox::DynamoInbox;
 use coursewire_runtime::config::{ConfigError, Env, process_env};
 use coursewire_runtime::telemetry::MetricsSink;
@@ -98,7 +98,7 @@ impl IngestConfig {
             self.inbox_retention,
             self.reject_retention,
         );
-        let queue = SqsChangeQueue::new(
+        let queue = SqsEventQueue::new(
             aws_sdk_sqs::Client::new(aws),
             self.changes_queue_url.clone(),
         );

@@ -12,7 +12,7 @@ pub use config::IngestConfig;
 use crate::jwt::EventVerifier;
 use crate::live_events::LiveEvent;
 use chrono::{DateTime, Utc};
-use coursewire_pipeline::changes::{ChangeMessage, ChangeQueue};
+use coursewire_pipeline::handoff::{EventQueue, QueuedEvent};
 use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject};
 use coursewire_runtime::aws::AwsError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink};
@@ -69,7 +69,7 @@ impl Outcome {
 /// The ingestion service behind both `ingest-https` and `ingest-sqs`.
 pub struct Ingestor {
     inbox: Arc<dyn Inbox>,
-    queue: Arc<dyn ChangeQueue>,
+    queue: Arc<dyn EventQueue>,
     verifier: Option<Arc<EventVerifier>>,
     settings: IngestSettings,
     metrics: Arc<dyn MetricsSink>,
@@ -79,7 +79,7 @@ pub struct Ingestor {
 impl Ingestor {
     pub fn new(
         inbox: Arc<dyn Inbox>,
-        queue: Arc<dyn ChangeQueue>,
+        queue: Arc<dyn EventQueue>,
         verifier: Option<Arc<EventVerifier>>,
         settings: IngestSettings,
         metrics: Arc<dyn MetricsSink>,
@@ -152,9 +152,9 @@ impl Ingestor {
             }
         }
 
-        let messages: Vec<ChangeMessage> = to_send
+        let messages: Vec<QueuedEvent> = to_send
             .iter()
-            .map(|&(i, _)| ChangeMessage::new(&events[i], delivery, received_at))
+            .map(|&(i, _)| QueuedEvent::new(&events[i], delivery, received_at))
             .collect();
         let sent = if messages.is_empty() {
             Vec::new()

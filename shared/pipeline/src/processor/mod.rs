@@ -20,7 +20,7 @@ pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord, StoredRow};
 pub use model::{ChangeDetail, Derived, EntityModel, ModelError};
 
 use crate::bus::{BusEntry, EventPublisher};
-use crate::changes::{ChangeMessage, ReplayMode};
+use crate::handoff::{QueuedEvent, ReplayMode};
 use crate::time::{format_sortable, parse_sortable};
 use async_trait::async_trait;
 use chrono::Utc;
@@ -94,7 +94,7 @@ impl<C: ChangeDetail> Publication<C> {
 /// One message of the batch on its way through the steps.
 struct Item {
     message_id: String,
-    message: ChangeMessage,
+    message: QueuedEvent,
 }
 
 /// What a message needs after the commit step.
@@ -135,12 +135,12 @@ impl<M: EntityModel> Processor<M> {
             ..
         } in batch
         {
-            let message = match serde_json::from_str::<ChangeMessage>(&body) {
+            let message = match serde_json::from_str::<QueuedEvent>(&body) {
                 Ok(message) => message,
                 Err(e) => {
                     // Only a bug writes such a message; retrying cannot fix it and would block
                     // its group. The inbox still has the event, so replay can recover it.
-                    tracing::error!(message_id, error = %e, "unreadable change message dropped");
+                    tracing::error!(message_id, error = %e, "unreadable queued event dropped");
                     metrics.count("UnreadableMessages", &[], 1);
                     continue;
                 }
@@ -305,7 +305,7 @@ impl<M: EntityModel> Processor<M> {
                 Err(e) => {
                     // Like an unreadable message: retrying cannot fix it and would block the
                     // group; the inbox keeps the event for a replay after the fix.
-                    tracing::error!(correlation_id = %message.event_hash, entity_key, error = %e, "change message the model cannot read dropped");
+                    tracing::error!(correlation_id = %message.event_hash, entity_key, error = %e, "queued event the model cannot read dropped");
                     metrics.count("UnreadableMessages", &[], 1);
                     return Ok(Next::Done);
                 }

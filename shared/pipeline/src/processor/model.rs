@@ -3,7 +3,7 @@
 //! per-entity order, the row + outbox transaction, exactly one published change per source
 //! event, same-id republish after a crash, replay — is the processor's, for every source.
 
-use crate::changes::ChangeMessage;
+use crate::handoff::QueuedEvent;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -24,7 +24,7 @@ pub trait EntityModel: Send + Sync + 'static {
     fn derive(
         &self,
         current: &Self::Row,
-        message: &ChangeMessage,
+        message: &QueuedEvent,
         event_id: String,
         replay: bool,
     ) -> Result<Derived<Self::Row, Self::Change>, ModelError>;

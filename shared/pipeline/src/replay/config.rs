@@ -2,7 +2,7 @@
 //! local runner passes the same variables, resolved from the template).
 
 use super::{ConfigError, DynamoInboxWindow, ReplaySettings, Replayer};
-use crate::changes::SqsChangeQueue;
+use crate::handoff::SqsEventQueue;
 use crate::inbox::TIME_SHARDS;
 use coursewire_runtime::config::{Env, process_env};
 use coursewire_runtime::telemetry::MetricsSink;
@@ -54,7 +54,7 @@ impl ReplayConfig {
             self.inbox_table.clone(),
             self.query_concurrency,
         );
-        let queue = SqsChangeQueue::new(
+        let queue = SqsEventQueue::new(
             aws_sdk_sqs::Client::new(aws),
             self.changes_queue_url.clone(),
         );

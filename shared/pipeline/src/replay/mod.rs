@@ -24,7 +24,7 @@ pub use dynamo::DynamoInboxWindow;
 pub use request::{MAX_FILTER_VALUES, MAX_WINDOW_DAYS, ReplayPlan, ReplayRequest};
 pub use run::{ReplaySettings, Replayer};
 
-use crate::changes::{CHANGE_MESSAGE_VERSION, ChangeMessage, Replay, ReplayMode};
+use crate::handoff::{QUEUED_EVENT_VERSION, QueuedEvent, Replay, ReplayMode};
 use crate::inbox::{Delivery, STATUS_PUBLISHED};
 use crate::time::format_sortable;
 use async_trait::async_trait;
@@ -108,9 +108,9 @@ impl InboxRecord {
     }
 
     /// The message ingestion sent for this event, marked as replayed.
-    pub fn to_message(&self, replay: Replay) -> ChangeMessage {
-        ChangeMessage {
-            version: CHANGE_MESSAGE_VERSION,
+    pub fn to_message(&self, replay: Replay) -> QueuedEvent {
+        QueuedEvent {
+            version: QUEUED_EVENT_VERSION,
             event_hash: self.event_hash.clone(),
             entity_key: self.entity_key.clone(),
             event_name: self.event_name.clone(),

@@ -1,7 +1,7 @@
 //! The replay request (the Lambda's JSON input) and its validation into a plan.
 
 use super::ReplayError;
-use crate::changes::ReplayMode;
+use crate::handoff::ReplayMode;
 use chrono::{DateTime, DurationRound, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

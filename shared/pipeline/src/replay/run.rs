@@ -4,7 +4,7 @@ use super::{
     FailedSend, InboxWindow, Incomplete, MAX_LISTED, ReplayError, ReplayPlan, ReplayProgress,
     ReplayReport, ReplayRequest, WindowQuery,
 };
-use crate::changes::{ChangeMessage, ChangeQueue, Replay, ReplayMode};
+use crate::handoff::{EventQueue, QueuedEvent, Replay, ReplayMode};
 use chrono::{SecondsFormat, Utc};
 use coursewire_runtime::telemetry::{Metrics, MetricsSink, Unit};
 use futures::StreamExt;
@@ -27,7 +27,7 @@ pub struct ReplaySettings {
     /// Concurrent senders. Each owns a fixed share of the entity keys, so one entity's
     /// events always leave one after the other, in time order.
     pub send_lanes: usize,
-    /// Messages per `ChangeQueue::enqueue` call: one SendMessageBatch, so a failure holds
+    /// Messages per `EventQueue::enqueue` call: one SendMessageBatch, so a failure holds
     /// back the entity's later events before they are sent.
     pub chunk_size: usize,
 }
@@ -45,7 +45,7 @@ impl Default for ReplaySettings {
 /// Re-sends inbox events to `changes.fifo`. Build once, run many times.
 pub struct Replayer {
     window: Arc<dyn InboxWindow>,
-    queue: Arc<dyn ChangeQueue>,
+    queue: Arc<dyn EventQueue>,
     settings: ReplaySettings,
     metrics: Arc<dyn MetricsSink>,
     function: String,
@@ -84,7 +84,7 @@ impl coursewire_runtime::function::InvokeHandler for Replayer {
 impl Replayer {
     pub fn new(
         window: Arc<dyn InboxWindow>,
-        queue: Arc<dyn ChangeQueue>,
+        queue: Arc<dyn EventQueue>,
         settings: ReplaySettings,
         metrics: Arc<dyn MetricsSink>,
         function: impl Into<String>,
@@ -248,7 +248,7 @@ impl Replayer {
     /// each owning a fixed share of the entity keys.
     async fn send_hour(
         &self,
-        messages: Vec<ChangeMessage>,
+        messages: Vec<QueuedEvent>,
         failed_entities: &HashSet<String>,
         id: &str,
         live: &Live,
@@ -256,7 +256,7 @@ impl Replayer {
         progress: &(dyn Fn(ReplayProgress) + Send + Sync),
     ) -> Vec<LaneOutcome> {
         let lanes = self.settings.send_lanes.max(1);
-        let mut by_lane: Vec<Vec<ChangeMessage>> = vec![Vec::new(); lanes];
+        let mut by_lane: Vec<Vec<QueuedEvent>> = vec![Vec::new(); lanes];
         for message in messages {
             by_lane[lane_of(&message.entity_key, lanes)].push(message);
         }
@@ -271,7 +271,7 @@ impl Replayer {
 
     async fn send_lane(
         &self,
-        messages: Vec<ChangeMessage>,
+        messages: Vec<QueuedEvent>,
         failed_before: &HashSet<String>,
         id: &str,
         live: &Live,
@@ -279,7 +279,7 @@ impl Replayer {
         progress: &(dyn Fn(ReplayProgress) + Send + Sync),
     ) -> LaneOutcome {
         let mut outcome = LaneOutcome::default();
-        let fail = |outcome: &mut LaneOutcome, message: &ChangeMessage, error: String| {
+        let fail = |outcome: &mut LaneOutcome, message: &QueuedEvent, error: String| {
             let n = live.failed.fetch_add(1, Ordering::Relaxed);
             if n < MAX_LOGGED_FAILURES {
                 tracing::warn!(correlation_id = id, event_hash = %message.event_hash, event_name = %message.event_name, error = %error, "replay send failed");

@@ -1,5 +1,5 @@
 use super::*;
-use crate::changes::ChangeQueue;
+use crate::handoff::EventQueue;
 use crate::inbox::{STATUS_APPLIED, STATUS_RECEIVED};
 use chrono::TimeZone;
 use coursewire_runtime::telemetry::CollectingSink;
@@ -42,14 +42,14 @@ impl InboxWindow for MemoryWindow {
 /// Records what it is sent; fails the hashes in `fail`.
 #[derive(Default)]
 struct MemoryQueue {
-    sent: Mutex<Vec<ChangeMessage>>,
+    sent: Mutex<Vec<QueuedEvent>>,
     calls: Mutex<Vec<usize>>,
     fail: HashSet<String>,
 }
 
 #[async_trait]
-impl ChangeQueue for MemoryQueue {
-    async fn enqueue(&self, messages: &[ChangeMessage]) -> Vec<Result<(), AwsError>> {
+impl EventQueue for MemoryQueue {
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>> {
         self.calls.lock().unwrap().push(messages.len());
         messages
             .iter()
@@ -66,7 +66,7 @@ impl ChangeQueue for MemoryQueue {
 }
 
 impl MemoryQueue {
-    fn sent(&self) -> Vec<ChangeMessage> {
+    fn sent(&self) -> Vec<QueuedEvent> {
         self.sent.lock().unwrap().clone()
     }
 }
@@ -196,7 +196,7 @@ fn scattered() -> Vec<InboxRecord> {
     ]
 }
 
-fn hashes(messages: &[ChangeMessage]) -> Vec<String> {
+fn hashes(messages: &[QueuedEvent]) -> Vec<String> {
     messages.iter().map(|m| m.event_hash.clone()).collect()
 }
 

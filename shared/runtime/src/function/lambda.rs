@@ -42,6 +42,15 @@ pub async fn run(description: &'static Description) -> Result<(), Error> {
         ))
         .await;
     }
+    if let (Some(handler), None, None) = (&handlers.queue, &handlers.schedule, &handlers.invoke) {
+        // Queue-only functions take Lambda's SQS event straight from the runtime.
+        let handler = handler.clone();
+        return lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+            let handler = handler.clone();
+            async move { queue::handle_sqs(handler.as_ref(), event.payload).await }
+        }))
+        .await;
+    }
     let handlers = Arc::new(handlers);
     let name = description.binary;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
 use coursewire_benches::report::{
-    command_line, git_commit, histogram, machine, micros, percentiles, progress, step,
+    git_commit, histogram, micros, percentiles, progress, result_block, start_run, step,
 };
 use coursewire_live_events::live_events::{self, DeliveryHints};
 use coursewire_local::fault_proxy::{FaultPlan, FaultStats, OperationStats};
@@ -299,18 +299,8 @@ async fn bench() -> Result<()> {
     let args = Args::parse();
     // Under --faults every injected fault logs a warning by design: only errors by default.
     let quiet = if args.faults { "error" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("INGEST_BENCH_LOG")
-                .unwrap_or_else(|_| quiet.into()),
-        )
-        .with_writer(std::io::stderr)
-        .compact()
-        .init();
+    start_run("INGEST_BENCH_LOG", quiet);
     args.validate()?;
-    if cfg!(debug_assertions) {
-        step("warning: debug build; numbers are only meaningful with --release");
-    }
 
     let total = usize::try_from(args.warmup + args.events).context("too many events")?;
     let generated = Instant::now();

@@ -418,21 +418,6 @@ impl Report {
             ),
         ];
         lines.extend(self.lines.iter().cloned());
-        lines.push(("machine".to_string(), machine()));
-        lines.push(("command".to_string(), command_line("ingest-bench")));
-        let width = lines
-            .iter()
-            .map(|(k, _)| k.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut out = String::from("\n```text\n");
-        for (key, value) in lines {
-            out.push_str(&format!("{key:<width$}  {value}\n"));
-        }
-        for note in &self.notes {
-            out.push_str(&format!("note: {note}\n"));
-        }
-        out.push_str("```");
-        out
+        result_block("ingest-bench", lines, &self.notes, &[])
     }
 }

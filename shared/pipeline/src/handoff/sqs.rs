@@ -1,6 +1,6 @@
 //! SQS FIFO adapter for `changes.fifo`.
 
-use super::{ChangeMessage, ChangeQueue};
+use super::{EventQueue, QueuedEvent};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -10,12 +10,12 @@ use coursewire_runtime::aws::{AwsError, classify};
 const MAX_ENTRIES: usize = 10;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
-pub struct SqsChangeQueue {
+pub struct SqsEventQueue {
     client: Client,
     queue_url: String,
 }
 
-impl SqsChangeQueue {
+impl SqsEventQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
@@ -25,7 +25,7 @@ impl SqsChangeQueue {
 
     async fn send_chunk(
         &self,
-        chunk: &[(usize, String, &ChangeMessage)],
+        chunk: &[(usize, String, &QueuedEvent)],
         results: &mut [Result<(), AwsError>],
     ) {
         let mut entries = Vec::with_capacity(chunk.len());
@@ -75,10 +75,10 @@ impl SqsChangeQueue {
 }
 
 #[async_trait]
-impl ChangeQueue for SqsChangeQueue {
-    async fn enqueue(&self, messages: &[ChangeMessage]) -> Vec<Result<(), AwsError>> {
+impl EventQueue for SqsEventQueue {
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>> {
         let mut results: Vec<Result<(), AwsError>> = vec![Ok(()); messages.len()];
-        let mut chunk: Vec<(usize, String, &ChangeMessage)> = Vec::with_capacity(MAX_ENTRIES);
+        let mut chunk: Vec<(usize, String, &QueuedEvent)> = Vec::with_capacity(MAX_ENTRIES);
         let mut chunk_bytes = 0;
         for (index, message) in messages.iter().enumerate() {
             let body = match serde_json::to_string(message) {

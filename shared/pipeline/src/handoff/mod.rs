@@ -1,9 +1,11 @@
-//! `changes.fifo`: the hand-off from ingestion to the processor. One message per accepted
-//! event, grouped by entity key (per-entity order) and deduplicated by content hash.
+//! The hand-off from ingestion to the processor (Canvas's queue is `changes.fifo`): one
+//! [`QueuedEvent`] per accepted source event, grouped by entity key (per-entity order) and
+//! deduplicated by content hash. (A *queued event* is the message; a *change event* is what
+//! the processor publishes for it on the bus; a *change kind* says what it did.)
 
 mod sqs;
 
-pub use sqs::SqsChangeQueue;
+pub use sqs::SqsEventQueue;
 
 use crate::inbox::{Delivery, SourceEvent};
 use crate::time::format_sortable;
@@ -14,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of the message body below; bump on incompatible change.
-pub const CHANGE_MESSAGE_VERSION: u32 = 1;
+pub const QUEUED_EVENT_VERSION: u32 = 1;
 
 /// The body of a `changes.fifo` message. It carries the whole event so the processor needs
 /// no inbox read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeMessage {
+pub struct QueuedEvent {
     pub version: u32,
     /// Content hash: the event's identity and the correlation id across every function.
     pub event_hash: String,
@@ -37,7 +39,7 @@ pub struct ChangeMessage {
     pub replay: Option<Replay>,
 }
 
-impl ChangeMessage {
+impl QueuedEvent {
     /// The FIFO deduplication id: the content hash, so every copy of an event collapses into
     /// one message — except a replay's, which must get through even if the original is still
     /// inside SQS's five-minute deduplication window.
@@ -76,10 +78,10 @@ impl ReplayMode {
     }
 }
 
-impl ChangeMessage {
+impl QueuedEvent {
     pub fn new(event: &dyn SourceEvent, delivery: &Delivery, received_at: DateTime<Utc>) -> Self {
         Self {
-            version: CHANGE_MESSAGE_VERSION,
+            version: QUEUED_EVENT_VERSION,
             event_hash: event.content_hash().to_string(),
             entity_key: event.entity_key().to_string(),
             event_name: event.event_name().to_string(),
@@ -94,8 +96,8 @@ impl ChangeMessage {
 }
 
 #[async_trait]
-pub trait ChangeQueue: Send + Sync {
+pub trait EventQueue: Send + Sync {
     /// Sends every message; the result has one entry per message, in order, so a partial
     /// failure affects only the messages that failed.
-    async fn enqueue(&self, messages: &[ChangeMessage]) -> Vec<Result<(), AwsError>>;
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>>;
 }
