@@ -25,7 +25,7 @@ use coursewire_live_events::jwt::{
 use coursewire_live_events::live_events::{self, DeliveryHints};
 use coursewire_pipeline::handoff::{EventQueue, QueuedEvent};
 use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject, SourceEvent};
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::CollectingSink;
 use coursewire_simulators::canvas_live_events::{KeyRing, Scenario, ScenarioConfig, SimEvent};
 use coursewire_tests::{md5, repo_root};
@@ -90,7 +90,7 @@ impl Inbox for Memory {
         event: &dyn SourceEvent,
         _: &Delivery,
         _: DateTime<Utc>,
-    ) -> Result<Admission, AwsError> {
+    ) -> Result<Admission, ServiceError> {
         let mut events = self.events.lock().expect("lock");
         Ok(match events.get(event.content_hash()) {
             None => {
@@ -103,7 +103,7 @@ impl Inbox for Memory {
             Some(true) => Admission::Duplicate,
         })
     }
-    async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError> {
+    async fn record_reject(&self, reject: &Reject) -> Result<(), ServiceError> {
         self.rejects
             .lock()
             .expect("lock")
@@ -114,7 +114,7 @@ impl Inbox for Memory {
 
 #[async_trait]
 impl EventQueue for Memory {
-    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>> {
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), ServiceError>> {
         self.changes
             .lock()
             .expect("lock")

@@ -9,8 +9,8 @@ use coursewire_pipeline::handoff::{QueuedEvent, Replay, ReplayMode};
 use coursewire_pipeline::processor::{
     COMMIT_ATTEMPTS, Commit, Ledger, OutboxRecord, Processor, Publication, event_id,
 };
-use coursewire_runtime::aws::AwsError;
 use coursewire_runtime::function::{BatchOutcome, QueueMessage};
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::CollectingSink;
 use serde_json::json;
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ fn take(list: &Mutex<Vec<String>>, hash: &str) -> bool {
 
 #[async_trait]
 impl Ledger<EntityRecord, ChangeEvent> for MemoryLedger {
-    async fn load(&self, key: &str) -> Result<Option<EntityRecord>, AwsError> {
+    async fn load(&self, key: &str) -> Result<Option<EntityRecord>, ServiceError> {
         Ok(self.store.lock().unwrap().rows.get(key).cloned())
     }
     async fn commit(
@@ -51,9 +51,9 @@ impl Ledger<EntityRecord, ChangeEvent> for MemoryLedger {
         previous: u64,
         record: &EntityRecord,
         outbox: &OutboxRecord<ChangeEvent>,
-    ) -> Result<Commit<ChangeEvent>, AwsError> {
+    ) -> Result<Commit<ChangeEvent>, ServiceError> {
         if take(&self.fail_commit, &outbox.event_hash) {
-            return Err(AwsError::Transient("injected".into()));
+            return Err(ServiceError::Transient("injected".into()));
         }
         let mut store = self.store.lock().unwrap();
         if let Some(existing) = store.outbox.get(&outbox.event_hash) {
@@ -69,9 +69,9 @@ impl Ledger<EntityRecord, ChangeEvent> for MemoryLedger {
             .insert(outbox.event_hash.clone(), outbox.clone());
         Ok(Commit::Committed)
     }
-    async fn mark_published(&self, hash: &str, _: &str) -> Result<(), AwsError> {
+    async fn mark_published(&self, hash: &str, _: &str) -> Result<(), ServiceError> {
         if take(&self.fail_mark, hash) {
-            return Err(AwsError::Transient("injected".into()));
+            return Err(ServiceError::Transient("injected".into()));
         }
         if let Some(record) = self.store.lock().unwrap().outbox.get_mut(hash) {
             record.published = true;
@@ -89,7 +89,7 @@ struct MemoryBus {
 
 #[async_trait]
 impl EventPublisher for MemoryBus {
-    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), AwsError>> {
+    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), ServiceError>> {
         entries
             .iter()
             .map(|entry| {
@@ -101,7 +101,7 @@ impl EventPublisher for MemoryBus {
                     event,
                 };
                 if take(&self.fail, &p.event.canvas.event_hash) {
-                    Err(AwsError::Transient("injected".into()))
+                    Err(ServiceError::Transient("injected".into()))
                 } else {
                     self.published.lock().unwrap().push(p);
                     Ok(())

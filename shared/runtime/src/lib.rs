@@ -4,11 +4,13 @@
 //!
 //! - [`function`]: a function's `Description`, its handler ports, the Lambda runner and the
 //!   SQS adapter
-//! - [`aws`]: telling a retryable AWS failure from a permanent one; DynamoDB paging
+//! - [`service`]: the ports' error for a failed call: transient or permanent
+//! - [`aws`]: classifying AWS SDK failures into it; DynamoDB paging
 //! - [`config`]: reading a function's environment with errors that name the variable
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
 pub mod aws;
 pub mod config;
 pub mod function;
+pub mod service;
 pub mod telemetry;

@@ -29,7 +29,7 @@ use coursewire_local::moto::MotoServer;
 use coursewire_local::provision::{Overrides, provision};
 use coursewire_local::repo::repo_root;
 use coursewire_local::template::Template;
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::CollectingSink;
 use coursewire_simulators::canvas_api::{
     ApiSimConfig, ApiStats, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, TokenGrant,
@@ -482,12 +482,12 @@ struct CountingStore {
 
 #[async_trait]
 impl BudgetStore for CountingStore {
-    async fn read(&self, key: &str) -> Result<Option<i64>, AwsError> {
+    async fn read(&self, key: &str) -> Result<Option<i64>, ServiceError> {
         self.counts.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read(key).await
     }
 
-    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, AwsError> {
+    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, ServiceError> {
         self.counts.swaps.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.swap(key, expected, new).await;
         match &result {

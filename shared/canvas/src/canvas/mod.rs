@@ -54,7 +54,7 @@ pub use quota::{
     Permit, Quota, QuotaSettings, QuotaStats, RequestKind, Swap, concurrency_for, gcra,
 };
 
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CanvasError {
@@ -81,10 +81,10 @@ pub enum CanvasError {
     GraphQl(Vec<String>),
     /// The shared rate budget (DynamoDB) is unavailable.
     #[error("the shared Canvas rate budget is unavailable: {0}")]
-    Quota(AwsError),
+    Quota(ServiceError),
     /// The credentials secret is unavailable or unreadable.
     #[error("the Canvas credentials are unavailable: {0}")]
-    Secret(AwsError),
+    Secret(ServiceError),
     #[error("invalid Canvas client configuration: {0}")]
     Config(String),
 }

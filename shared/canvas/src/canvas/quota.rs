@@ -34,7 +34,8 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use coursewire_runtime::aws::{AwsError, Item, classify};
+use coursewire_runtime::aws::{Item, classify};
+use coursewire_runtime::service::ServiceError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -169,9 +170,9 @@ pub enum Swap {
 #[async_trait]
 pub trait BudgetStore: Send + Sync {
     /// The current arrival time, `None` when the budget has no item yet.
-    async fn read(&self, key: &str) -> Result<Option<i64>, AwsError>;
+    async fn read(&self, key: &str) -> Result<Option<i64>, ServiceError>;
     /// Writes `new` if the arrival time is still `expected` (`None`: no item yet).
-    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, AwsError>;
+    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, ServiceError>;
 }
 
 /// The budget table: `pk` = `canvas#<budget id>`, `tat_ms` (N, epoch milliseconds) and
@@ -196,7 +197,7 @@ fn tat_of(item: &Item) -> Option<i64> {
 
 #[async_trait]
 impl BudgetStore for DynamoBudgetStore {
-    async fn read(&self, key: &str) -> Result<Option<i64>, AwsError> {
+    async fn read(&self, key: &str) -> Result<Option<i64>, ServiceError> {
         let out = self
             .client
             .get_item()
@@ -209,7 +210,7 @@ impl BudgetStore for DynamoBudgetStore {
         Ok(out.item().and_then(tat_of))
     }
 
-    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, AwsError> {
+    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, ServiceError> {
         let mut values = HashMap::from([
             (":new".to_string(), AttributeValue::N(new.to_string())),
             (
@@ -261,11 +262,11 @@ impl MemoryBudgetStore {
 
 #[async_trait]
 impl BudgetStore for MemoryBudgetStore {
-    async fn read(&self, key: &str) -> Result<Option<i64>, AwsError> {
+    async fn read(&self, key: &str) -> Result<Option<i64>, ServiceError> {
         Ok(lock(&self.items).get(key).copied())
     }
 
-    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, AwsError> {
+    async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, ServiceError> {
         let mut items = lock(&self.items);
         let current = items.get(key).copied();
         if current.is_some() && current != expected {
@@ -534,7 +535,7 @@ impl Quota {
     }
 
     /// Retries a transient DynamoDB failure a few times, with a short jittered pause.
-    async fn store_failed(&self, err: AwsError, failures: u32) -> Result<u32, CanvasError> {
+    async fn store_failed(&self, err: ServiceError, failures: u32) -> Result<u32, CanvasError> {
         const MAX_STORE_RETRIES: u32 = 3;
         if !err.is_transient() || failures >= MAX_STORE_RETRIES {
             return Err(CanvasError::Quota(err));
@@ -872,10 +873,15 @@ mod tests {
 
     #[async_trait]
     impl BudgetStore for Counting {
-        async fn read(&self, key: &str) -> Result<Option<i64>, AwsError> {
+        async fn read(&self, key: &str) -> Result<Option<i64>, ServiceError> {
             self.inner.read(key).await
         }
-        async fn swap(&self, key: &str, expected: Option<i64>, new: i64) -> Result<Swap, AwsError> {
+        async fn swap(
+            &self,
+            key: &str,
+            expected: Option<i64>,
+            new: i64,
+        ) -> Result<Swap, ServiceError> {
             self.swaps.fetch_add(1, Ordering::Relaxed);
             // Another process's write lands in between, now and then.
             tokio::task::yield_now().await;

@@ -10,7 +10,8 @@ use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_live_events::ingest::{Ingestor, Outcome};
 use coursewire_live_events::live_events::LiveEvent;
 use coursewire_live_events::live_events::delivery;
-use coursewire_runtime::aws::{AwsError, classify};
+use coursewire_runtime::aws::classify;
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink};
 use futures::future::try_join_all;
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ impl CatalogView for DynamoCatalogView {
         course_key: &str,
         module_keys: &[String],
         user_keys: &[String],
-    ) -> Result<HashMap<String, EntityRecord>, AwsError> {
+    ) -> Result<HashMap<String, EntityRecord>, ServiceError> {
         let mut rows: HashMap<String, EntityRecord> = HashMap::new();
         let under_course = self.0.children(course_key).await?;
         // Module items hang off modules: those Canvas lists and those the catalog knows.
@@ -74,7 +75,7 @@ impl IngestSink {
 
 #[async_trait]
 impl DriftSink for IngestSink {
-    async fn submit(&self, events: &[LiveEvent]) -> Vec<Result<bool, AwsError>> {
+    async fn submit(&self, events: &[LiveEvent]) -> Vec<Result<bool, ServiceError>> {
         let metrics = Metrics::new(self.metrics.clone(), &self.function);
         let results = self
             .ingestor
@@ -105,18 +106,18 @@ impl SqsCourseQueue {
 
 #[async_trait]
 impl CourseQueue for SqsCourseQueue {
-    async fn enqueue(&self, courses: &[CourseMessage]) -> Result<(), AwsError> {
+    async fn enqueue(&self, courses: &[CourseMessage]) -> Result<(), ServiceError> {
         for chunk in courses.chunks(10) {
             let mut pending: Vec<SendMessageBatchRequestEntry> = Vec::with_capacity(chunk.len());
             for (i, course) in chunk.iter().enumerate() {
                 let body = serde_json::to_string(course)
-                    .map_err(|e| AwsError::Permanent(e.to_string()))?;
+                    .map_err(|e| ServiceError::Permanent(e.to_string()))?;
                 pending.push(
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
                         .build()
-                        .map_err(|e| AwsError::Permanent(e.to_string()))?,
+                        .map_err(|e| ServiceError::Permanent(e.to_string()))?,
                 );
             }
             // Entries that failed are sent again (a few times); success is all or an error.
@@ -134,7 +135,7 @@ impl CourseQueue for SqsCourseQueue {
                     break;
                 }
                 if attempt == 4 {
-                    return Err(AwsError::Transient(format!(
+                    return Err(ServiceError::Transient(format!(
                         "{} reconcile messages not accepted by SQS",
                         failed.len()
                     )));

@@ -26,10 +26,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coursewire_live_events::catalog::EntityRecord;
 use coursewire_live_events::live_events::LiveEvent;
-use coursewire_runtime::aws::AwsError;
 use coursewire_runtime::function::{
     BatchOutcome, HandlerError, InvokeHandler, QueueHandler, QueueMessage, ScheduleHandler,
 };
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink, Unit};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,7 +59,7 @@ pub trait CatalogView: Send + Sync {
         course_key: &str,
         module_keys: &[String],
         user_keys: &[String],
-    ) -> Result<HashMap<String, EntityRecord>, AwsError>;
+    ) -> Result<HashMap<String, EntityRecord>, ServiceError>;
 }
 
 /// Where drift events go (inbox + `changes.fifo`, like live events).
@@ -67,13 +67,13 @@ pub trait CatalogView: Send + Sync {
 pub trait DriftSink: Send + Sync {
     /// One result per event, in order: `true` if it was new, `false` if the inbox had it
     /// already (another course's pass of the same run submitted it).
-    async fn submit(&self, events: &[LiveEvent]) -> Vec<Result<bool, AwsError>>;
+    async fn submit(&self, events: &[LiveEvent]) -> Vec<Result<bool, ServiceError>>;
 }
 
 /// The per-course fan-out queue.
 #[async_trait]
 pub trait CourseQueue: Send + Sync {
-    async fn enqueue(&self, courses: &[CourseMessage]) -> Result<(), AwsError>;
+    async fn enqueue(&self, courses: &[CourseMessage]) -> Result<(), ServiceError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +81,12 @@ pub enum ReconcileError {
     #[error("Canvas: {0}")]
     Canvas(#[from] CanvasError),
     #[error(transparent)]
-    Aws(#[from] AwsError),
+    Aws(#[from] ServiceError),
     #[error("{failed} of {total} drift events could not be submitted: {first}")]
     Submit {
         failed: usize,
         total: usize,
-        first: AwsError,
+        first: ServiceError,
     },
     #[error("unrecognised invocation: {0}")]
     Request(String),

@@ -85,7 +85,7 @@ impl CatalogView for FakeCatalog {
         course_key: &str,
         _module_keys: &[String],
         user_keys: &[String],
-    ) -> Result<HashMap<String, EntityRecord>, AwsError> {
+    ) -> Result<HashMap<String, EntityRecord>, ServiceError> {
         self.asked
             .lock()
             .unwrap()
@@ -102,14 +102,14 @@ struct FakeSink {
 
 #[async_trait]
 impl DriftSink for FakeSink {
-    async fn submit(&self, events: &[LiveEvent]) -> Vec<Result<bool, AwsError>> {
+    async fn submit(&self, events: &[LiveEvent]) -> Vec<Result<bool, ServiceError>> {
         self.events.lock().unwrap().extend(events.iter().cloned());
         events
             .iter()
             .enumerate()
             .map(|(i, _)| {
                 if self.fail && i == 1 {
-                    Err(AwsError::Transient("throttled".into()))
+                    Err(ServiceError::Transient("throttled".into()))
                 } else {
                     Ok(true)
                 }
@@ -125,7 +125,7 @@ struct FakeQueue {
 
 #[async_trait]
 impl CourseQueue for FakeQueue {
-    async fn enqueue(&self, courses: &[CourseMessage]) -> Result<(), AwsError> {
+    async fn enqueue(&self, courses: &[CourseMessage]) -> Result<(), ServiceError> {
         self.batches.lock().unwrap().push(courses.to_vec());
         Ok(())
     }

@@ -5,7 +5,8 @@ use super::EntityRecord;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use coursewire_pipeline::processor::StoredRow;
-use coursewire_runtime::aws::{AwsError, Item, all_pages, classify};
+use coursewire_runtime::aws::{Item, all_pages, classify};
+use coursewire_runtime::service::ServiceError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -102,7 +103,7 @@ impl DynamoCatalog {
     }
 
     /// One row, read consistently (`None` if the entity has never had an event).
-    pub async fn get(&self, key: &str) -> Result<Option<EntityRecord>, AwsError> {
+    pub async fn get(&self, key: &str) -> Result<Option<EntityRecord>, ServiceError> {
         let out = self
             .client
             .get_item()
@@ -116,7 +117,7 @@ impl DynamoCatalog {
     }
 
     /// The rows whose parent is `parent` (a course's sections, enrollments, assignments...).
-    pub async fn children(&self, parent: &str) -> Result<Vec<EntityRecord>, AwsError> {
+    pub async fn children(&self, parent: &str) -> Result<Vec<EntityRecord>, ServiceError> {
         let items = all_pages(|start| async move {
             let out = self
                 .client
@@ -137,7 +138,7 @@ impl DynamoCatalog {
 
     /// Several rows by key (BatchGetItem, 100 keys per call; unprocessed keys retried). Keys
     /// without a row are simply absent from the answer.
-    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<EntityRecord>, AwsError> {
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<EntityRecord>, ServiceError> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
             let mut pending: Vec<Item> = chunk
@@ -150,7 +151,7 @@ impl DynamoCatalog {
                     break;
                 }
                 if attempt >= 8 {
-                    return Err(AwsError::Transient(format!(
+                    return Err(ServiceError::Transient(format!(
                         "{} catalog rows still unprocessed after {attempt} BatchGetItem calls",
                         pending.len()
                     )));
@@ -158,7 +159,7 @@ impl DynamoCatalog {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .build()
-                    .map_err(|e| AwsError::Permanent(e.to_string()))?;
+                    .map_err(|e| ServiceError::Permanent(e.to_string()))?;
                 let answer = self
                     .client
                     .batch_get_item()
@@ -185,7 +186,7 @@ impl DynamoCatalog {
     }
 
     /// Every row (operators' exports and tests; a full table scan).
-    pub async fn scan_all(&self) -> Result<Vec<EntityRecord>, AwsError> {
+    pub async fn scan_all(&self) -> Result<Vec<EntityRecord>, ServiceError> {
         let items = all_pages(|start| async move {
             let out = self
                 .client

@@ -14,7 +14,7 @@ use crate::live_events::LiveEvent;
 use chrono::{DateTime, Utc};
 use coursewire_pipeline::handoff::{EventQueue, QueuedEvent};
 use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject};
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink};
 use futures::future::join_all;
 use std::collections::HashMap;
@@ -111,8 +111,8 @@ impl Ingestor {
         delivery: &Delivery,
         received_at: DateTime<Utc>,
         metrics: &Metrics,
-    ) -> Vec<Result<Outcome, AwsError>> {
-        let mut results: Vec<Option<Result<Outcome, AwsError>>> = vec![None; events.len()];
+    ) -> Vec<Result<Outcome, ServiceError>> {
+        let mut results: Vec<Option<Result<Outcome, ServiceError>>> = vec![None; events.len()];
 
         // The same event twice in one batch: keep the first.
         let mut first_seen: HashMap<&str, usize> = HashMap::new();
@@ -165,10 +165,10 @@ impl Ingestor {
             results[i] = Some(result.map(|()| outcome));
         }
 
-        let results: Vec<Result<Outcome, AwsError>> = results
+        let results: Vec<Result<Outcome, ServiceError>> = results
             .into_iter()
             .map(|r| {
-                r.unwrap_or_else(|| Err(AwsError::Transient("event was not processed".into())))
+                r.unwrap_or_else(|| Err(ServiceError::Transient("event was not processed".into())))
             })
             .collect();
         for (event, result) in events.iter().zip(&results) {
@@ -181,7 +181,7 @@ impl Ingestor {
         &self,
         event: &LiveEvent,
         delivery: &Delivery,
-        result: &Result<Outcome, AwsError>,
+        result: &Result<Outcome, ServiceError>,
         metrics: &Metrics,
     ) {
         let dims = [("Source", delivery.as_str())];
@@ -222,7 +222,7 @@ impl Ingestor {
         reason: String,
         raw: &[u8],
         metrics: &Metrics,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), ServiceError> {
         tracing::warn!(source = delivery.as_str(), reason_code, reason = %reason, bytes = raw.len(), "live event rejected");
         metrics.count(
             "EventsRejected",

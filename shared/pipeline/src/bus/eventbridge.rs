@@ -5,7 +5,8 @@ use super::{BusEntry, EventPublisher, Producer};
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use coursewire_runtime::aws::{AwsError, classify};
+use coursewire_runtime::aws::classify;
+use coursewire_runtime::service::ServiceError;
 use std::time::Duration;
 
 const MAX_ENTRIES: usize = 10;
@@ -42,7 +43,7 @@ impl EventBridgePublisher {
     }
 
     /// Sends one chunk; returns, per chunk entry, `None` on success or the error.
-    async fn put(&self, chunk: &[(usize, PutEventsRequestEntry)]) -> Vec<Option<AwsError>> {
+    async fn put(&self, chunk: &[(usize, PutEventsRequestEntry)]) -> Vec<Option<ServiceError>> {
         let entries: Vec<PutEventsRequestEntry> = chunk.iter().map(|(_, e)| e.clone()).collect();
         match self
             .client
@@ -60,13 +61,13 @@ impl EventBridgePublisher {
                             let code = result.error_code().unwrap_or("Unknown");
                             let text = format!("{code}: {}", result.error_message().unwrap_or(""));
                             Some(if PERMANENT_CODES.contains(&code) {
-                                AwsError::Permanent(text)
+                                ServiceError::Permanent(text)
                             } else {
-                                AwsError::Transient(text)
+                                ServiceError::Transient(text)
                             })
                         }
                         // Fewer results than entries: treat the missing ones as failed.
-                        None => Some(AwsError::Transient("no result for entry".into())),
+                        None => Some(ServiceError::Transient("no result for entry".into())),
                     })
                     .collect()
             }
@@ -77,13 +78,13 @@ impl EventBridgePublisher {
 
 #[async_trait]
 impl EventPublisher for EventBridgePublisher {
-    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), AwsError>> {
-        let mut results: Vec<Result<(), AwsError>> = vec![Ok(()); entries.len()];
+    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), ServiceError>> {
+        let mut results: Vec<Result<(), ServiceError>> = vec![Ok(()); entries.len()];
         let mut pending: Vec<(usize, PutEventsRequestEntry, usize)> = Vec::new();
         for (index, bus_entry) in entries.iter().enumerate() {
             let size = self.entry_size(bus_entry);
             if size > MAX_REQUEST_BYTES {
-                results[index] = Err(AwsError::Permanent(format!(
+                results[index] = Err(ServiceError::Permanent(format!(
                     "event of {size} bytes exceeds EventBridge's 256 KiB entry limit"
                 )));
                 continue;

@@ -13,7 +13,7 @@ mod eventbridge;
 pub use eventbridge::EventBridgePublisher;
 
 use async_trait::async_trait;
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 
 /// Who publishes on the bus: the `source` of its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,5 +43,5 @@ pub struct BusEntry {
 pub trait EventPublisher: Send + Sync {
     /// Publishes every entry; one result per entry, in order. Entries that fail are retried a
     /// few times (only those); what still fails is reported so its message can be retried.
-    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), AwsError>>;
+    async fn publish(&self, entries: &[BusEntry]) -> Vec<Result<(), ServiceError>>;
 }

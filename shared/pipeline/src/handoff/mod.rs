@@ -11,7 +11,7 @@ use crate::inbox::{Delivery, SourceEvent};
 use crate::time::format_sortable;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -99,5 +99,5 @@ impl QueuedEvent {
 pub trait EventQueue: Send + Sync {
     /// Sends every message; the result has one entry per message, in order, so a partial
     /// failure affects only the messages that failed.
-    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>>;
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), ServiceError>>;
 }

@@ -4,7 +4,8 @@ use super::{EventQueue, QueuedEvent};
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use coursewire_runtime::aws::{AwsError, classify};
+use coursewire_runtime::aws::classify;
+use coursewire_runtime::service::ServiceError;
 
 /// SQS limits: 10 entries and 256 KiB of bodies per SendMessageBatch.
 const MAX_ENTRIES: usize = 10;
@@ -26,7 +27,7 @@ impl SqsEventQueue {
     async fn send_chunk(
         &self,
         chunk: &[(usize, String, &QueuedEvent)],
-        results: &mut [Result<(), AwsError>],
+        results: &mut [Result<(), ServiceError>],
     ) {
         let mut entries = Vec::with_capacity(chunk.len());
         for (index, body, message) in chunk {
@@ -38,7 +39,7 @@ impl SqsEventQueue {
                 .build();
             match entry {
                 Ok(entry) => entries.push(entry),
-                Err(e) => results[*index] = Err(AwsError::Permanent(e.to_string())),
+                Err(e) => results[*index] = Err(ServiceError::Permanent(e.to_string())),
             }
         }
         if entries.is_empty() {
@@ -57,9 +58,9 @@ impl SqsEventQueue {
                     if let Ok(index) = failed.id().parse::<usize>() {
                         let text = format!("{}: {}", failed.code(), failed.message().unwrap_or(""));
                         results[index] = Err(if failed.sender_fault() {
-                            AwsError::Permanent(text)
+                            ServiceError::Permanent(text)
                         } else {
-                            AwsError::Transient(text)
+                            ServiceError::Transient(text)
                         });
                     }
                 }
@@ -76,15 +77,15 @@ impl SqsEventQueue {
 
 #[async_trait]
 impl EventQueue for SqsEventQueue {
-    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>> {
-        let mut results: Vec<Result<(), AwsError>> = vec![Ok(()); messages.len()];
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), ServiceError>> {
+        let mut results: Vec<Result<(), ServiceError>> = vec![Ok(()); messages.len()];
         let mut chunk: Vec<(usize, String, &QueuedEvent)> = Vec::with_capacity(MAX_ENTRIES);
         let mut chunk_bytes = 0;
         for (index, message) in messages.iter().enumerate() {
             let body = match serde_json::to_string(message) {
                 Ok(body) => body,
                 Err(e) => {
-                    results[index] = Err(AwsError::Permanent(e.to_string()));
+                    results[index] = Err(ServiceError::Permanent(e.to_string()));
                     continue;
                 }
             };

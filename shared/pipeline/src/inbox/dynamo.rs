@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
-use coursewire_runtime::aws::{AwsError, classify};
+use coursewire_runtime::aws::classify;
+use coursewire_runtime::service::ServiceError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -53,11 +54,11 @@ impl Inbox for DynamoInbox {
         event: &dyn SourceEvent,
         delivery: &Delivery,
         received_at: DateTime<Utc>,
-    ) -> Result<Admission, AwsError> {
+    ) -> Result<Admission, ServiceError> {
         let hash = event.content_hash();
         let event_time = format_sortable(&event.event_time());
         let payload = serde_json::to_string(event.payload())
-            .map_err(|e| AwsError::Permanent(e.to_string()))?;
+            .map_err(|e| ServiceError::Permanent(e.to_string()))?;
         let item: HashMap<String, AttributeValue> = HashMap::from([
             (field::PK.into(), s(record::event_pk(hash))),
             (field::KIND.into(), s("event")),
@@ -115,7 +116,7 @@ impl Inbox for DynamoInbox {
         }
     }
 
-    async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError> {
+    async fn record_reject(&self, reject: &Reject) -> Result<(), ServiceError> {
         // Keyed by the payload hash so a redelivered bad message is stored once.
         let digest = hex::encode(Sha256::digest(reject.raw.as_bytes()));
         let item = HashMap::from([
@@ -149,7 +150,7 @@ impl DynamoInbox {
     async fn existing(
         &self,
         content_hash: &str,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
+    ) -> Result<Option<HashMap<String, AttributeValue>>, ServiceError> {
         let out = self
             .client
             .get_item()

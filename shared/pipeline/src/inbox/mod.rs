@@ -14,7 +14,7 @@ pub use record::{STATUS_APPLIED, STATUS_PUBLISHED, STATUS_RECEIVED, TIME_SHARDS}
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -91,6 +91,6 @@ pub trait Inbox: Send + Sync {
         event: &dyn SourceEvent,
         delivery: &Delivery,
         received_at: DateTime<Utc>,
-    ) -> Result<Admission, AwsError>;
-    async fn record_reject(&self, reject: &Reject) -> Result<(), AwsError>;
+    ) -> Result<Admission, ServiceError>;
+    async fn record_reject(&self, reject: &Reject) -> Result<(), ServiceError>;
 }

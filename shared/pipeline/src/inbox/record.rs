@@ -11,7 +11,8 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use coursewire_runtime::aws::{AwsError, Item, classify};
+use coursewire_runtime::aws::{Item, classify};
+use coursewire_runtime::service::ServiceError;
 
 /// Attribute names of inbox items.
 pub mod field {
@@ -182,7 +183,7 @@ pub async fn read_outbox(
     client: &Client,
     table: &str,
     content_hash: &str,
-) -> Result<Option<StoredOutbox>, AwsError> {
+) -> Result<Option<StoredOutbox>, ServiceError> {
     let out = client
         .get_item()
         .table_name(table)
@@ -217,7 +218,7 @@ pub async fn mark_published(
     table: &str,
     content_hash: &str,
     published_at: &str,
-) -> Result<(), AwsError> {
+) -> Result<(), ServiceError> {
     client
         .update_item()
         .table_name(table)

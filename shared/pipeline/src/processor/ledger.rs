@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use coursewire_runtime::aws::{AwsError, Item, classify};
+use coursewire_runtime::aws::{Item, classify};
+use coursewire_runtime::service::ServiceError;
 use std::marker::PhantomData;
 
 /// The change event recorded for one source event (stored on its inbox record).
@@ -36,16 +37,20 @@ pub enum Commit<C> {
 #[async_trait]
 pub trait Ledger<R, C>: Send + Sync {
     /// The entity's row, `None` if it has never had an event.
-    async fn load(&self, entity_key: &str) -> Result<Option<R>, AwsError>;
+    async fn load(&self, entity_key: &str) -> Result<Option<R>, ServiceError>;
     /// Writes `row` (expected to be at `previous_sequence` now) and the outbox record.
     async fn commit(
         &self,
         previous_sequence: u64,
         row: &R,
         outbox: &OutboxRecord<C>,
-    ) -> Result<Commit<C>, AwsError>;
+    ) -> Result<Commit<C>, ServiceError>;
     /// Marks the outbox record published.
-    async fn mark_published(&self, event_hash: &str, published_at: &str) -> Result<(), AwsError>;
+    async fn mark_published(
+        &self,
+        event_hash: &str,
+        published_at: &str,
+    ) -> Result<(), ServiceError>;
 }
 
 /// How an entity model's row is stored in its DynamoDB table (`pk` = entity key, a numeric
@@ -83,13 +88,13 @@ impl<R> DynamoLedger<R> {
     async fn outbox<C: ChangeDetail>(
         &self,
         event_hash: &str,
-    ) -> Result<Option<OutboxRecord<C>>, AwsError> {
+    ) -> Result<Option<OutboxRecord<C>>, ServiceError> {
         let Some(stored) = record::read_outbox(&self.client, &self.inbox_table, event_hash).await?
         else {
             return Ok(None);
         };
         let event: C = serde_json::from_str(&stored.change_event).map_err(|e| {
-            AwsError::Permanent(format!("outbox record of {event_hash} is unreadable: {e}"))
+            ServiceError::Permanent(format!("outbox record of {event_hash} is unreadable: {e}"))
         })?;
         Ok(Some(OutboxRecord {
             event_hash: event_hash.to_string(),
@@ -106,7 +111,7 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 #[async_trait]
 impl<R: StoredRow, C: ChangeDetail> Ledger<R, C> for DynamoLedger<R> {
-    async fn load(&self, entity_key: &str) -> Result<Option<R>, AwsError> {
+    async fn load(&self, entity_key: &str) -> Result<Option<R>, ServiceError> {
         let out = self
             .client
             .get_item()
@@ -124,8 +129,9 @@ impl<R: StoredRow, C: ChangeDetail> Ledger<R, C> for DynamoLedger<R> {
         previous_sequence: u64,
         row: &R,
         outbox: &OutboxRecord<C>,
-    ) -> Result<Commit<C>, AwsError> {
-        let permanent = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Permanent(e.to_string());
+    ) -> Result<Commit<C>, ServiceError> {
+        let permanent =
+            |e: aws_sdk_dynamodb::error::BuildError| ServiceError::Permanent(e.to_string());
         let put_row = Put::builder()
             .table_name(&self.rows_table)
             .set_item(Some(row.to_item()))
@@ -147,8 +153,8 @@ impl<R: StoredRow, C: ChangeDetail> Ledger<R, C> for DynamoLedger<R> {
             }))
             .build()
             .map_err(permanent)?;
-        let change_event =
-            serde_json::to_string(&outbox.event).map_err(|e| AwsError::Permanent(e.to_string()))?;
+        let change_event = serde_json::to_string(&outbox.event)
+            .map_err(|e| ServiceError::Permanent(e.to_string()))?;
         let record_outbox = record::record_outbox(
             &self.inbox_table,
             &OutboxEntry {
@@ -190,7 +196,11 @@ impl<R: StoredRow, C: ChangeDetail> Ledger<R, C> for DynamoLedger<R> {
         }
     }
 
-    async fn mark_published(&self, event_hash: &str, published_at: &str) -> Result<(), AwsError> {
+    async fn mark_published(
+        &self,
+        event_hash: &str,
+        published_at: &str,
+    ) -> Result<(), ServiceError> {
         record::mark_published(&self.client, &self.inbox_table, event_hash, published_at).await
     }
 }

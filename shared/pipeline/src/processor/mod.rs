@@ -24,8 +24,8 @@ use crate::handoff::{QueuedEvent, ReplayMode};
 use crate::time::{format_sortable, parse_sortable};
 use async_trait::async_trait;
 use chrono::Utc;
-use coursewire_runtime::aws::AwsError;
 use coursewire_runtime::function::{BatchOutcome, HandlerError, QueueHandler, QueueMessage};
+use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink, Unit};
 use futures::future::join_all;
 use std::collections::HashSet;
@@ -82,11 +82,11 @@ impl<C: ChangeDetail> Publication<C> {
     }
 
     /// The bus entry of this change event.
-    pub fn entry(&self) -> Result<BusEntry, AwsError> {
+    pub fn entry(&self) -> Result<BusEntry, ServiceError> {
         Ok(BusEntry {
             detail_type: self.detail_type.clone(),
             detail: serde_json::to_string(&self.event)
-                .map_err(|e| AwsError::Permanent(e.to_string()))?,
+                .map_err(|e| ServiceError::Permanent(e.to_string()))?,
         })
     }
 }
@@ -280,7 +280,7 @@ impl<M: EntityModel> Processor<M> {
         item: &Item,
         row: &mut Option<M::Row>,
         metrics: &Metrics,
-    ) -> Result<Next<M::Change>, AwsError> {
+    ) -> Result<Next<M::Change>, ServiceError> {
         let message = &item.message;
         let mode = message.replay.as_ref().map(|r| r.mode);
         let republish = mode == Some(ReplayMode::Republish);
@@ -381,7 +381,7 @@ impl<M: EntityModel> Processor<M> {
                 }
             }
         }
-        Err(AwsError::Transient(format!(
+        Err(ServiceError::Transient(format!(
             "the row of {entity_key} kept changing under {COMMIT_ATTEMPTS} attempts"
         )))
     }
@@ -396,10 +396,13 @@ impl<M: EntityModel> QueueHandler for Processor<M> {
 
 impl<M: EntityModel> Processor<M> {
     /// Puts the batch's change events on the bus; one result per publication.
-    async fn publish(&self, publications: &[Publication<M::Change>]) -> Vec<Result<(), AwsError>> {
+    async fn publish(
+        &self,
+        publications: &[Publication<M::Change>],
+    ) -> Vec<Result<(), ServiceError>> {
         // Serialised once; an event that cannot be is failed without holding up the rest.
         let mut ready: Vec<BusEntry> = Vec::with_capacity(publications.len());
-        let mut unsendable: Vec<Option<AwsError>> = Vec::with_capacity(publications.len());
+        let mut unsendable: Vec<Option<ServiceError>> = Vec::with_capacity(publications.len());
         for publication in publications {
             match publication.entry() {
                 Ok(entry) => {
@@ -415,7 +418,7 @@ impl<M: EntityModel> Processor<M> {
             .map(|error| match error {
                 None => sent
                     .next()
-                    .unwrap_or_else(|| Err(AwsError::Transient("no publish result".into()))),
+                    .unwrap_or_else(|| Err(ServiceError::Transient("no publish result".into()))),
                 Some(e) => Err(e),
             })
             .collect()

@@ -9,7 +9,8 @@ use crate::time::format_sortable;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use coursewire_runtime::aws::{AwsError, Item, all_pages, classify};
+use coursewire_runtime::aws::{Item, all_pages, classify};
+use coursewire_runtime::service::ServiceError;
 use futures::StreamExt;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ impl DynamoInboxWindow {
         low: &str,
         high: &str,
         query: &WindowQuery,
-    ) -> Result<Vec<Item>, AwsError> {
+    ) -> Result<Vec<Item>, ServiceError> {
         let mut names = HashMap::from([
             ("#bucket".to_string(), field::TIME_BUCKET.to_string()),
             ("#key".to_string(), field::TIME_KEY.to_string()),
@@ -117,12 +118,12 @@ const PROJECTED: [&str; 9] = [
 
 #[async_trait]
 impl InboxWindow for DynamoInboxWindow {
-    async fn select(&self, query: &WindowQuery) -> Result<Selection, AwsError> {
+    async fn select(&self, query: &WindowQuery) -> Result<Selection, ServiceError> {
         // `time_key` is `<event time>#<hash>`, so BETWEEN `<from>` AND `<to>` holds exactly
         // the events with from <= event time < to ("<to>#..." sorts after "<to>").
         let low = format_sortable(&query.from);
         let high = format_sortable(&query.to);
-        let pages: Vec<Result<Vec<Item>, AwsError>> = futures::stream::iter(
+        let pages: Vec<Result<Vec<Item>, ServiceError>> = futures::stream::iter(
             record::time_buckets(query.from, query.to)
                 .into_iter()
                 .map(|bucket| self.query_bucket(bucket, &low, &high, query)),

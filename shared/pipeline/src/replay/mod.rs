@@ -29,7 +29,7 @@ use crate::inbox::{Delivery, STATUS_PUBLISHED};
 use crate::time::format_sortable;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -142,7 +142,7 @@ pub struct Selection {
 /// Port: selects inbox records in a time window.
 #[async_trait]
 pub trait InboxWindow: Send + Sync {
-    async fn select(&self, query: &WindowQuery) -> Result<Selection, AwsError>;
+    async fn select(&self, query: &WindowQuery) -> Result<Selection, ServiceError>;
 }
 
 /// A snapshot of a running replay, reported after every hour read and every chunk sent.

@@ -19,14 +19,16 @@ struct MemoryWindow {
 
 #[async_trait]
 impl InboxWindow for MemoryWindow {
-    async fn select(&self, query: &WindowQuery) -> Result<Selection, AwsError> {
+    async fn select(&self, query: &WindowQuery) -> Result<Selection, ServiceError> {
         let first = {
             let mut queries = self.queries.lock().unwrap();
             queries.push(query.clone());
             queries.len() == 1
         };
         if self.fail_at == Some(query.from) {
-            return Err(AwsError::Transient("ThrottlingException: slow down".into()));
+            return Err(ServiceError::Transient(
+                "ThrottlingException: slow down".into(),
+            ));
         }
         Ok(Selection {
             records: self.records.clone(),
@@ -49,13 +51,13 @@ struct MemoryQueue {
 
 #[async_trait]
 impl EventQueue for MemoryQueue {
-    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), AwsError>> {
+    async fn enqueue(&self, messages: &[QueuedEvent]) -> Vec<Result<(), ServiceError>> {
         self.calls.lock().unwrap().push(messages.len());
         messages
             .iter()
             .map(|m| {
                 if self.fail.contains(&m.event_hash) {
-                    Err(AwsError::Transient("InternalFailure: try again".into()))
+                    Err(ServiceError::Transient("InternalFailure: try again".into()))
                 } else {
                     self.sent.lock().unwrap().push(m.clone());
                     Ok(())

@@ -3,7 +3,7 @@
 use super::super::CanvasError;
 use super::credentials::{CredentialStore, Credentials};
 use async_trait::async_trait;
-use coursewire_runtime::aws::AwsError;
+use coursewire_runtime::service::ServiceError;
 
 /// The credentials as the JSON `SecretString` of one secret (GetSecretValue /
 /// PutSecretValue).
@@ -36,12 +36,12 @@ impl CredentialStore for SecretsManagerStore {
             .await
             .map_err(|e| CanvasError::Secret(coursewire_runtime::aws::classify(&e)))?;
         let text = out.secret_string().ok_or_else(|| {
-            CanvasError::Secret(AwsError::Permanent(
+            CanvasError::Secret(ServiceError::Permanent(
                 "the Canvas credentials secret has no SecretString".into(),
             ))
         })?;
         serde_json::from_str(text).map_err(|e| {
-            CanvasError::Secret(AwsError::Permanent(format!(
+            CanvasError::Secret(ServiceError::Permanent(format!(
                 "the Canvas credentials secret is not credentials JSON: {}",
                 super::super::describe_json_error(&e)
             )))
@@ -50,7 +50,7 @@ impl CredentialStore for SecretsManagerStore {
 
     async fn save(&self, credentials: &Credentials) -> Result<(), CanvasError> {
         let text = serde_json::to_string(credentials)
-            .map_err(|e| CanvasError::Secret(AwsError::Permanent(e.to_string())))?;
+            .map_err(|e| CanvasError::Secret(ServiceError::Permanent(e.to_string())))?;
         self.client
             .put_secret_value()
             .secret_id(&self.secret_id)
