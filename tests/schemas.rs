@@ -11,6 +11,7 @@ use coursewire_live_events::catalog::change_event::{
     CanvasOrigin, ChangeEvent, EntityRef, SCHEMA_VERSION, SOURCE, detail_type,
     documented_detail_types,
 };
+use coursewire_live_events::catalog::normalize::parent_type;
 use coursewire_live_events::catalog::{
     CatalogModel, ChangeKind, EntityRecord, is_catalog_type, normalize,
 };
@@ -187,16 +188,6 @@ fn state_fields(entity_type: &str) -> Vec<(&'static str, Ty)> {
         }
     }
     out
-}
-
-/// The entity type a catalog entity's `parent` names.
-fn parent_type(entity_type: &str) -> Option<&'static str> {
-    match entity_type {
-        "section" | "assignment" | "module" | "enrollment" => Some("course"),
-        "submission" => Some("assignment"),
-        "module_item" => Some("module"),
-        _ => None,
-    }
 }
 
 /// What one (detail-type, entity type) pair is.
@@ -569,7 +560,7 @@ fn common_schema() -> Value {
 
 /// What one (detail-type, entity type) pair pins inside `detail`.
 fn detail_constraints(entity_type: &str, category: &Category) -> Value {
-    let parent = match parent_type(entity_type) {
+    let parent = match parent_type(entity_type).map(|(parent, _)| parent) {
         Some(parent) => json!({ "type": ["string", "null"], "pattern": format!("^{parent}:") }),
         None => json!({ "type": "null" }),
     };

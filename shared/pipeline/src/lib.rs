@@ -6,6 +6,7 @@
 //!
 //! - [`inbox`]: every accepted source event by content hash, with its outbox record
 //!   ([`inbox::record`] owns the item format)
+//! - [`intake`]: admitting a source's events: inbox put, then the hand-off
 //! - [`handoff`]: the hand-off to the processor on a FIFO queue (group = entity key)
 //! - [`processor`]: change queue → entity rows → change events, one per source event
 //! - [`bus`]: publishing on EventBridge, one `source` per producer
@@ -15,6 +16,7 @@
 pub mod bus;
 pub mod handoff;
 pub mod inbox;
+pub mod intake;
 pub mod processor;
 pub mod replay;
 pub mod time;

@@ -316,13 +316,18 @@ fn canonical_time(field: &str, value: &Value) -> Value {
     }
 }
 
-fn parent_of(entity_type: &str, data: &Map<String, Value>) -> Option<String> {
-    let (parent_type, field) = match entity_type {
+/// The entity type that owns a catalog entity (its `parent`), and the field naming it.
+pub fn parent_type(entity_type: &str) -> Option<(&'static str, &'static str)> {
+    Some(match entity_type {
         "section" | "assignment" | "module" | "enrollment" => ("course", "course_id"),
         "submission" => ("assignment", "assignment_id"),
         "module_item" => ("module", "module_id"),
         _ => return None,
-    };
+    })
+}
+
+fn parent_of(entity_type: &str, data: &Map<String, Value>) -> Option<String> {
+    let (parent_type, field) = parent_type(entity_type)?;
     let id = data.get(field).and_then(Value::as_str)?;
     Some(format!("{parent_type}:{id}"))
 }

@@ -1,7 +1,6 @@
-//! Ingestion: the path both receivers share. A payload is verified (HTTPS), parsed, offered
-//! to the inbox (conditional put = deduplication) and handed to `changes.fifo`. A crash in
-//! between is repaired by the retry: the inbox remembers that the event was stored but not
-//! yet applied, so the retry enqueues it again.
+//! Ingestion: the path both Canvas receivers share. A payload is verified (HTTPS), parsed,
+//! and taken in by the pipeline's [`Intake`] (inbox put, then `changes.fifo`); this module
+//! adds Canvas's rejections, logs and metrics.
 
 mod config;
 mod https;
@@ -12,17 +11,12 @@ pub use config::IngestConfig;
 use crate::jwt::EventVerifier;
 use crate::live_events::LiveEvent;
 use chrono::{DateTime, Utc};
-use coursewire_pipeline::handoff::{EventQueue, QueuedEvent};
-use coursewire_pipeline::inbox::{Admission, Delivery, Inbox, Reject};
+use coursewire_pipeline::handoff::EventQueue;
+use coursewire_pipeline::inbox::{Delivery, Inbox, Reject};
+use coursewire_pipeline::intake::{Intake, Outcome};
 use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink};
-use futures::future::join_all;
-use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A second delivery that finds the first one stored but not yet applied within this window
-/// is a concurrent duplicate; later, it is the retry of an attempt that stopped half-way.
-const IN_FLIGHT_WINDOW_SECS: i64 = 120;
 
 /// Rejected payloads are kept up to this size for operators to inspect.
 const REJECT_SAMPLE_BYTES: usize = 16 * 1024;
@@ -44,32 +38,9 @@ impl Default for IngestSettings {
     }
 }
 
-/// What happened to one accepted event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// New: stored and enqueued.
-    Accepted,
-    /// Seen before: dropped (or, if not yet applied, enqueued again for the FIFO queue to
-    /// absorb).
-    Duplicate,
-    /// Stored by an earlier attempt that stopped before enqueueing: enqueued now.
-    Recovered,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Accepted => "accepted",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Recovered => "recovered",
-        }
-    }
-}
-
 /// The ingestion service behind both `ingest-https` and `ingest-sqs`.
 pub struct Ingestor {
-    inbox: Arc<dyn Inbox>,
-    queue: Arc<dyn EventQueue>,
+    intake: Intake,
     verifier: Option<Arc<EventVerifier>>,
     settings: IngestSettings,
     metrics: Arc<dyn MetricsSink>,
@@ -86,8 +57,7 @@ impl Ingestor {
         function: impl Into<String>,
     ) -> Self {
         Self {
-            inbox,
-            queue,
+            intake: Intake::new(inbox, queue),
             verifier,
             settings,
             metrics,
@@ -103,8 +73,7 @@ impl Ingestor {
         Metrics::new(self.metrics.clone(), &self.function)
     }
 
-    /// Stores and enqueues parsed events. One result per event, in order; an `Err` is a
-    /// failure to store or enqueue that one event.
+    /// Stores and enqueues parsed events ([`Intake::accept`]) and counts them.
     pub async fn ingest(
         &self,
         events: &[LiveEvent],
@@ -112,65 +81,7 @@ impl Ingestor {
         received_at: DateTime<Utc>,
         metrics: &Metrics,
     ) -> Vec<Result<Outcome, ServiceError>> {
-        let mut results: Vec<Option<Result<Outcome, ServiceError>>> = vec![None; events.len()];
-
-        // The same event twice in one batch: keep the first.
-        let mut first_seen: HashMap<&str, usize> = HashMap::new();
-        let mut unique = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
-            if first_seen.insert(&event.content_hash, i).is_some() {
-                results[i] = Some(Ok(Outcome::Duplicate));
-            } else {
-                unique.push(i);
-            }
-        }
-
-        let admissions = join_all(
-            unique
-                .iter()
-                .map(|&i| self.inbox.admit(&events[i], delivery, received_at)),
-        )
-        .await;
-        let mut to_send = Vec::new();
-        for (&i, admission) in unique.iter().zip(admissions) {
-            match admission {
-                Ok(Admission::Duplicate) => results[i] = Some(Ok(Outcome::Duplicate)),
-                Ok(Admission::New) => to_send.push((i, Outcome::Accepted)),
-                Ok(Admission::Unfinished { first_received }) => {
-                    let in_flight = first_received
-                        .is_some_and(|t| (received_at - t).num_seconds() < IN_FLIGHT_WINDOW_SECS);
-                    to_send.push((
-                        i,
-                        if in_flight {
-                            Outcome::Duplicate
-                        } else {
-                            Outcome::Recovered
-                        },
-                    ));
-                }
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-
-        let messages: Vec<QueuedEvent> = to_send
-            .iter()
-            .map(|&(i, _)| QueuedEvent::new(&events[i], delivery, received_at))
-            .collect();
-        let sent = if messages.is_empty() {
-            Vec::new()
-        } else {
-            self.queue.enqueue(&messages).await
-        };
-        for (&(i, outcome), result) in to_send.iter().zip(sent) {
-            results[i] = Some(result.map(|()| outcome));
-        }
-
-        let results: Vec<Result<Outcome, ServiceError>> = results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(ServiceError::Transient("event was not processed".into())))
-            })
-            .collect();
+        let results = self.intake.accept(events, delivery, received_at).await;
         for (event, result) in events.iter().zip(&results) {
             self.observe(event, delivery, result, metrics);
         }
@@ -237,6 +148,6 @@ impl Ingestor {
             received_at: Utc::now(),
             raw: String::from_utf8_lossy(sample).into_owned(),
         };
-        self.inbox.record_reject(&reject).await
+        self.intake.record_reject(&reject).await
     }
 }
