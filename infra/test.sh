@@ -10,7 +10,7 @@ cd "$repo"
 bash infra/bootstrap.sh
 
 # Which live-events corpus the conformance tests read (the rule is
-# coursewire::live_events::corpus): Instructure's examples, or the project's own fixtures.
+# coursewire_live_events::live_events::corpus): Instructure's examples, or the project's own fixtures.
 corpus="${COURSEWIRE_LIVE_EVENTS_DIR:-$repo/../shared/canvas-live-events}"
 if [[ -d "$corpus/canvas" && ! -f "$corpus/coursewire-fixtures.json" ]]; then
     echo "conformance corpus: Instructure's example payloads in $corpus"

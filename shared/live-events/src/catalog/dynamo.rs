@@ -4,7 +4,7 @@
 use super::EntityRecord;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use coursewire_pipeline::processor::StoredRow;
+use coursewire_pipeline::processor::{StoredRow, read_row};
 use coursewire_runtime::aws::{Item, all_pages, classify};
 use coursewire_runtime::service::ServiceError;
 use serde_json::{Map, Value};
@@ -17,69 +17,64 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-/// The row as a DynamoDB item (state as a JSON string: schemaless, read whole).
-fn record_to_item(record: &EntityRecord) -> Item {
-    let mut item = HashMap::from([
-        ("pk".to_string(), s(&record.key)),
-        ("entity_type".to_string(), s(&record.entity_type)),
-        ("entity_id".to_string(), s(&record.entity_id)),
-        (
-            "sequence".to_string(),
-            AttributeValue::N(record.sequence.to_string()),
-        ),
-        ("event_time".to_string(), s(&record.event_time)),
-        ("event_hash".to_string(), s(&record.event_hash)),
-        ("deleted".to_string(), AttributeValue::Bool(record.deleted)),
-        ("updated_at".to_string(), s(&record.updated_at)),
-    ]);
-    if let Some(state) = &record.state {
-        item.insert("state".into(), s(Value::Object(state.clone()).to_string()));
-    }
-    if !record.field_times.is_empty() {
-        item.insert(
-            "field_times".into(),
-            s(Value::Object(record.field_times.clone()).to_string()),
-        );
-    }
-    if let Some(parent) = &record.parent {
-        item.insert("parent".into(), s(parent));
-    }
-    item
-}
-
-/// Reads a row back; `None` when the item is not a catalog row.
-fn record_from_item(item: &Item) -> Option<EntityRecord> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let key = text("pk")?;
-    let mut record = EntityRecord::empty(&key);
-    record.sequence = item.get("sequence")?.as_n().ok()?.parse().ok()?;
-    record.event_time = text("event_time").unwrap_or_default();
-    record.event_hash = text("event_hash").unwrap_or_default();
-    record.deleted = item
-        .get("deleted")
-        .and_then(|v| v.as_bool().ok())
-        .copied()
-        .unwrap_or(false);
-    record.state =
-        text("state").and_then(|json| serde_json::from_str::<Map<String, Value>>(&json).ok());
-    record.field_times = text("field_times")
-        .and_then(|json| serde_json::from_str::<Map<String, Value>>(&json).ok())
-        .unwrap_or_default();
-    record.parent = text("parent");
-    record.updated_at = text("updated_at").unwrap_or_default();
-    Some(record)
-}
-
-/// The processor's ledger writes catalog rows in this format.
+/// The catalog table's row format; the processor's ledger writes rows in it, this adapter
+/// reads them.
 impl StoredRow for EntityRecord {
     fn updated_at(&self) -> &str {
         &self.updated_at
     }
+
+    /// State as a JSON string: schemaless, read whole.
     fn to_item(&self) -> Item {
-        record_to_item(self)
+        let mut item = HashMap::from([
+            ("pk".to_string(), s(&self.key)),
+            ("entity_type".to_string(), s(&self.entity_type)),
+            ("entity_id".to_string(), s(&self.entity_id)),
+            (
+                "sequence".to_string(),
+                AttributeValue::N(self.sequence.to_string()),
+            ),
+            ("event_time".to_string(), s(&self.event_time)),
+            ("event_hash".to_string(), s(&self.event_hash)),
+            ("deleted".to_string(), AttributeValue::Bool(self.deleted)),
+            ("updated_at".to_string(), s(&self.updated_at)),
+        ]);
+        if let Some(state) = &self.state {
+            item.insert("state".into(), s(Value::Object(state.clone()).to_string()));
+        }
+        if !self.field_times.is_empty() {
+            item.insert(
+                "field_times".into(),
+                s(Value::Object(self.field_times.clone()).to_string()),
+            );
+        }
+        if let Some(parent) = &self.parent {
+            item.insert("parent".into(), s(parent));
+        }
+        item
     }
+
+    /// `None` when the item is not a catalog row.
     fn from_item(item: &Item) -> Option<Self> {
-        record_from_item(item)
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let key = text("pk")?;
+        let mut record = EntityRecord::empty(&key);
+        record.sequence = item.get("sequence")?.as_n().ok()?.parse().ok()?;
+        record.event_time = text("event_time").unwrap_or_default();
+        record.event_hash = text("event_hash").unwrap_or_default();
+        record.deleted = item
+            .get("deleted")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false);
+        record.state =
+            text("state").and_then(|json| serde_json::from_str::<Map<String, Value>>(&json).ok());
+        record.field_times = text("field_times")
+            .and_then(|json| serde_json::from_str::<Map<String, Value>>(&json).ok())
+            .unwrap_or_default();
+        record.parent = text("parent");
+        record.updated_at = text("updated_at").unwrap_or_default();
+        Some(record)
     }
 }
 
@@ -104,16 +99,7 @@ impl DynamoCatalog {
 
     /// One row, read consistently (`None` if the entity has never had an event).
     pub async fn get(&self, key: &str) -> Result<Option<EntityRecord>, ServiceError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(out.item().and_then(record_from_item))
+        read_row(&self.client, &self.table, key).await
     }
 
     /// The rows whose parent is `parent` (a course's sections, enrollments, assignments...).
@@ -133,7 +119,7 @@ impl DynamoCatalog {
             Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
         })
         .await?;
-        Ok(items.iter().filter_map(record_from_item).collect())
+        Ok(items.iter().filter_map(EntityRecord::from_item).collect())
     }
 
     /// Several rows by key (BatchGetItem, 100 keys per call; unprocessed keys retried). Keys
@@ -168,7 +154,7 @@ impl DynamoCatalog {
                     .await
                     .map_err(|e| classify(&e))?;
                 if let Some(items) = answer.responses().and_then(|r| r.get(&self.table)) {
-                    out.extend(items.iter().filter_map(record_from_item));
+                    out.extend(items.iter().filter_map(EntityRecord::from_item));
                 }
                 if let Some(left) = answer
                     .unprocessed_keys()
@@ -199,7 +185,7 @@ impl DynamoCatalog {
             Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
         })
         .await?;
-        Ok(items.iter().filter_map(record_from_item).collect())
+        Ok(items.iter().filter_map(EntityRecord::from_item).collect())
     }
 }
 
@@ -220,7 +206,7 @@ mod tests {
             .cloned()
             .unwrap();
         record.parent = Some("course:1".into());
-        let back = record_from_item(&record_to_item(&record)).unwrap();
+        let back = EntityRecord::from_item(&record.to_item()).unwrap();
         assert_eq!(back, record);
     }
 }

@@ -62,6 +62,24 @@ pub trait StoredRow: Sized + Send + Sync {
     fn from_item(item: &Item) -> Option<Self>;
 }
 
+/// One entity's row, read consistently (`None` if it has never had an event): what the
+/// ledger loads, and what readers of a model's table (the catalog's) get.
+pub async fn read_row<R: StoredRow>(
+    client: &Client,
+    table: &str,
+    entity_key: &str,
+) -> Result<Option<R>, ServiceError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(entity_key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(out.item().and_then(R::from_item))
+}
+
 /// The ledger on DynamoDB: the model's table for rows, the inbox for outbox records.
 pub struct DynamoLedger<R> {
     client: Client,
@@ -112,16 +130,7 @@ fn s(value: impl Into<String>) -> AttributeValue {
 #[async_trait]
 impl<R: StoredRow, C: ChangeDetail> Ledger<R, C> for DynamoLedger<R> {
     async fn load(&self, entity_key: &str) -> Result<Option<R>, ServiceError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.rows_table)
-            .key("pk", s(entity_key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(out.item().and_then(R::from_item))
+        read_row(&self.client, &self.rows_table, entity_key).await
     }
 
     async fn commit(

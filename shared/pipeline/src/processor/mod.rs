@@ -16,7 +16,7 @@
 mod ledger;
 mod model;
 
-pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord, StoredRow};
+pub use ledger::{Commit, DynamoLedger, Ledger, OutboxRecord, StoredRow, read_row};
 pub use model::{ChangeDetail, Derived, EntityModel, ModelError};
 
 use crate::bus::{BusEntry, EventPublisher};
