@@ -1,6 +1,8 @@
 //! The JSON Schemas of the change events in `events/schemas/`.
 //!
-//! The files are generated from the tables below, so they cannot drift from the code:
+//! The files are generated from the catalog's own field tables
+//! (`coursewire_live_events::catalog::fields`, which `normalize` reads events through) and the
+//! categories below, so they cannot drift from the code:
 //! `cargo test -p coursewire-tests --test schemas -- --ignored regenerate_schemas` rewrites
 //! them, and the tests here fail when a file differs from what the generator makes, when a
 //! detail-type coursewire can publish has no schema (or a file has no detail-type), or when a
@@ -11,7 +13,9 @@ use coursewire_live_events::catalog::change_event::{
     CanvasOrigin, ChangeEvent, EntityRef, SCHEMA_VERSION, SOURCE, detail_type,
     documented_detail_types,
 };
-use coursewire_live_events::catalog::normalize::parent_type;
+use coursewire_live_events::catalog::fields::{
+    ENROLLMENT_STATE, FieldType, parent_type, stated_fields,
+};
 use coursewire_live_events::catalog::{
     CatalogModel, ChangeKind, EntityRecord, is_catalog_type, normalize,
 };
@@ -32,156 +36,33 @@ const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 
 // --- what the schemas say ----------------------------------------------------------------------
 
-/// Value types of normalized fields (`$defs` of the common schema).
-#[derive(Clone, Copy)]
-enum Ty {
-    Id,
-    Text,
-    Time,
-    Flag,
-    Number,
-    Integer,
-    EnrollmentState,
-}
-
-impl Ty {
-    fn def(self) -> &'static str {
-        match self {
-            Ty::Id => "id",
-            Ty::Text => "text",
-            Ty::Time => "time",
-            Ty::Flag => "flag",
-            Ty::Number => "number",
-            Ty::Integer => "integer",
-            Ty::EnrollmentState => "enrollment_state",
-        }
+/// The `$defs` of the common schema a normalized field's type refers to.
+fn def(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Id => "id",
+        FieldType::Text => "text",
+        FieldType::Time => "time",
+        FieldType::Flag => "flag",
+        FieldType::Number => "number",
+        FieldType::Integer => "integer",
+        FieldType::EnrollmentState => "enrollment_state",
     }
 }
 
-type Fields = &'static [(&'static str, Ty)];
-
-// The normalized fields of each state-bearing event (`coursewire_live_events::catalog::normalize`).
-const COURSE: Fields = &[
-    ("name", Ty::Text),
-    ("course_code", Ty::Text),
-    ("account_id", Ty::Id),
-    ("enrollment_term_id", Ty::Id),
-    ("sis_source_id", Ty::Text),
-    ("uuid", Ty::Text),
-    ("workflow_state", Ty::Text),
-    ("created_at", Ty::Time),
-    ("updated_at", Ty::Time),
-];
-const SECTION: Fields = &[
-    ("course_id", Ty::Id),
-    ("name", Ty::Text),
-    ("sis_source_id", Ty::Text),
-    ("integration_id", Ty::Text),
-    ("enrollment_term_id", Ty::Id),
-    ("nonxlist_course_id", Ty::Id),
-    ("start_at", Ty::Time),
-    ("end_at", Ty::Time),
-    ("default_section", Ty::Flag),
-    ("accepting_enrollments", Ty::Flag),
-    ("can_manually_enroll", Ty::Flag),
-    ("restrict_enrollments_to_section_dates", Ty::Flag),
-    ("workflow_state", Ty::Text),
-];
-const ENROLLMENT: Fields = &[
-    ("course_id", Ty::Id),
-    ("section_id", Ty::Id),
-    ("user_id", Ty::Id),
-    ("associated_user_id", Ty::Id),
-    ("type", Ty::Text),
-    ("workflow_state", Ty::Text),
-    ("limit_privileges_to_course_section", Ty::Flag),
-    ("created_at", Ty::Time),
-    ("updated_at", Ty::Time),
-];
-const ENROLLMENT_STATE: Fields = &[("enrollment_state", Ty::EnrollmentState)];
-const USER: Fields = &[
-    ("name", Ty::Text),
-    ("short_name", Ty::Text),
-    ("login", Ty::Text),
-    ("sis_user_id", Ty::Text),
-    ("uuid", Ty::Text),
-    ("workflow_state", Ty::Text),
-    ("created_at", Ty::Time),
-    ("updated_at", Ty::Time),
-];
-const ASSIGNMENT: Fields = &[
-    ("course_id", Ty::Id),
-    ("title", Ty::Text),
-    ("assignment_group_id", Ty::Id),
-    ("due_at", Ty::Time),
-    ("unlock_at", Ty::Time),
-    ("lock_at", Ty::Time),
-    ("points_possible", Ty::Number),
-    ("submission_types", Ty::Text),
-    ("workflow_state", Ty::Text),
-    ("updated_at", Ty::Time),
-];
-const SUBMISSION: Fields = &[
-    ("assignment_id", Ty::Id),
-    ("user_id", Ty::Id),
-    ("attempt", Ty::Integer),
-    ("workflow_state", Ty::Text),
-    ("submission_type", Ty::Text),
-    ("submitted_at", Ty::Time),
-    ("graded_at", Ty::Time),
-    ("grade", Ty::Text),
-    ("score", Ty::Number),
-    ("late", Ty::Flag),
-    ("missing", Ty::Flag),
-    ("updated_at", Ty::Time),
-];
-const GRADE_CHANGE: Fields = &[
-    ("grade", Ty::Text),
-    ("score", Ty::Number),
-    ("grader_id", Ty::Id),
-    ("grading_complete", Ty::Flag),
-    ("muted", Ty::Flag),
-    ("assignment_id", Ty::Id),
-    ("user_id", Ty::Id),
-];
-const MODULE: Fields = &[
-    ("course_id", Ty::Id),
-    ("name", Ty::Text),
-    ("position", Ty::Integer),
-    ("workflow_state", Ty::Text),
-];
-const MODULE_ITEM: Fields = &[
-    ("module_id", Ty::Id),
-    ("course_id", Ty::Id),
-    ("position", Ty::Integer),
-    ("workflow_state", Ty::Text),
-];
-
-/// The fields a state-bearing event of a catalog entity type states.
-fn event_fields(event_name: &str, entity_type: &str) -> Option<Fields> {
-    Some(match (entity_type, event_name) {
-        ("course", "course_created" | "course_updated") => COURSE,
-        ("section", "course_section_created" | "course_section_updated") => SECTION,
-        ("enrollment", "enrollment_created" | "enrollment_updated") => ENROLLMENT,
-        ("enrollment", "enrollment_state_created" | "enrollment_state_updated") => ENROLLMENT_STATE,
-        ("user", "user_created" | "user_updated") => USER,
-        ("assignment", "assignment_created" | "assignment_updated") => ASSIGNMENT,
-        ("submission", "submission_created" | "submission_updated") => SUBMISSION,
-        ("submission", "grade_change") => GRADE_CHANGE,
-        ("module", "module_created" | "module_updated") => MODULE,
-        ("module_item", "module_item_created" | "module_item_updated") => MODULE_ITEM,
-        _ => return None,
-    })
+/// The fields (name, type) a state-bearing event states, from the catalog's own tables.
+fn event_fields(event_name: &str, entity_type: &str) -> Option<Vec<(&'static str, FieldType)>> {
+    stated_fields(event_name, entity_type)
+        .map(|fields| fields.iter().map(|f| (f.name, f.ty)).collect())
 }
 
 /// Every field a catalog entity's state can hold: the union over its state-bearing events.
-fn state_fields(entity_type: &str) -> Vec<(&'static str, Ty)> {
-    let mut out: Vec<(&'static str, Ty)> = Vec::new();
+fn state_fields(entity_type: &str) -> Vec<(&'static str, FieldType)> {
+    let mut out: Vec<(&'static str, FieldType)> = Vec::new();
     for (event_name, entity) in documented_events() {
         if entity != entity_type {
             continue;
         }
-        for &(name, ty) in event_fields(event_name, entity).unwrap_or(&[]) {
+        for (name, ty) in event_fields(event_name, entity).unwrap_or_default() {
             if !out.iter().any(|(n, _)| *n == name) {
                 out.push((name, ty));
             }
@@ -321,15 +202,15 @@ fn common_ref(def: &str) -> Value {
     json!({ "$ref": format!("{COMMON_SCHEMA}#/$defs/{def}") })
 }
 
-fn field_properties(fields: &[(&str, Ty)], reference: impl Fn(&str) -> Value) -> Value {
+fn field_properties(fields: &[(&str, FieldType)], reference: impl Fn(&str) -> Value) -> Value {
     let mut props = Map::new();
     for (name, ty) in fields {
-        props.insert((*name).to_string(), reference(ty.def()));
+        props.insert((*name).to_string(), reference(def(*ty)));
     }
     Value::Object(props)
 }
 
-fn name_enum(fields: &[(&str, Ty)]) -> Value {
+fn name_enum(fields: &[(&str, FieldType)]) -> Value {
     Value::Array(fields.iter().map(|(n, _)| json!(n)).collect())
 }
 
@@ -503,14 +384,7 @@ fn common_schema() -> Value {
             "description": "Canvas's computed access state of an enrollment (enrollment_state_* events).",
             "type": "object",
             "additionalProperties": false,
-            "properties": {
-                "state": { "$ref": "#/$defs/text" },
-                "state_is_current": { "$ref": "#/$defs/flag" },
-                "access_is_current": { "$ref": "#/$defs/flag" },
-                "restricted_access": { "$ref": "#/$defs/flag" },
-                "state_started_at": { "$ref": "#/$defs/time" },
-                "state_valid_until": { "$ref": "#/$defs/time" }
-            }
+            "properties": field_properties(ENROLLMENT_STATE, |d| json!({ "$ref": format!("#/$defs/{d}") }))
         }),
     );
     for entity_type in coursewire_live_events::catalog::CATALOG_TYPES {
@@ -581,9 +455,9 @@ fn detail_constraints(entity_type: &str, category: &Category) -> Value {
     let mut extra = Map::new();
     match category {
         Category::State { events, changes } => {
-            let mut fields: Vec<(&str, Ty)> = Vec::new();
+            let mut fields: Vec<(&str, FieldType)> = Vec::new();
             for event in events {
-                for &(name, ty) in event_fields(event, entity_type).unwrap_or(&[]) {
+                for (name, ty) in event_fields(event, entity_type).unwrap_or_default() {
                     if !fields.iter().any(|(n, _)| *n == name) {
                         fields.push((name, ty));
                     }

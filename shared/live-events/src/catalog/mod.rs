@@ -7,6 +7,8 @@
 //! state, so a late event never regresses it. Entity types outside the catalog (page views,
 //! discussion posts, ...) keep a row with the sequence only: they are published as a stream.
 //!
+//! - [`fields`]: the normalized fields each state-bearing event states, their sources and types
+//!   (the published schemas are generated from them)
 //! - [`normalize`]: an event in either format → the entity's normalized fields
 //! - [`apply`]: what one event does to an entity row (pure, the rules live here)
 //! - [`CatalogModel`]: the processor's entity model for Canvas (normalize + apply → change),
@@ -17,8 +19,9 @@
 mod apply;
 pub mod change_event;
 mod dynamo;
+pub mod fields;
 mod model;
-pub mod normalize;
+mod normalize;
 mod processor_config;
 
 pub use apply::{Applied, ChangeKind, apply};

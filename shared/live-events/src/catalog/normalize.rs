@@ -5,6 +5,7 @@
 //! Canvas's), so the per-entity field tables below apply to either. Caliper simply carries
 //! fewer fields, and a field an event does not carry is left out, never guessed.
 
+use super::fields::{ENROLLMENT_STATE, FieldType, Source, parent_type, stated_fields};
 use super::is_catalog_type;
 use crate::live_events::Format;
 use crate::live_events::entity::{globalise, id_text, shard_of, snake_case};
@@ -72,138 +73,8 @@ struct View {
 
 // --- catalog state ---------------------------------------------------------------------------
 
-/// How a state field is read from the Canvas-form body.
-#[derive(Clone, Copy)]
-enum Src {
-    /// Copied as is (timestamps made canonical).
-    Plain(&'static str),
-    /// A Canvas id: globalised, always a string.
-    Id(&'static str),
-}
-
-use Src::{Id, Plain};
-
-const COURSE: &[(&str, Src)] = &[
-    ("name", Plain("name")),
-    ("course_code", Plain("course_code")),
-    ("account_id", Id("account_id")),
-    ("enrollment_term_id", Id("enrollment_term_id")),
-    ("sis_source_id", Plain("sis_source_id")),
-    ("uuid", Plain("uuid")),
-    ("workflow_state", Plain("workflow_state")),
-    ("created_at", Plain("created_at")),
-    ("updated_at", Plain("updated_at")),
-];
-
-const SECTION: &[(&str, Src)] = &[
-    ("course_id", Id("course_id")),
-    ("name", Plain("name")),
-    ("sis_source_id", Plain("sis_source_id")),
-    ("integration_id", Plain("integration_id")),
-    ("enrollment_term_id", Id("enrollment_term_id")),
-    ("nonxlist_course_id", Id("nonxlist_course_id")),
-    ("start_at", Plain("start_at")),
-    ("end_at", Plain("end_at")),
-    ("default_section", Plain("default_section")),
-    ("accepting_enrollments", Plain("accepting_enrollments")),
-    ("can_manually_enroll", Plain("can_manually_enroll")),
-    (
-        "restrict_enrollments_to_section_dates",
-        Plain("restrict_enrollments_to_section_dates"),
-    ),
-    ("workflow_state", Plain("workflow_state")),
-];
-
-// No `user_name`: names belong to the user row.
-const ENROLLMENT: &[(&str, Src)] = &[
-    ("course_id", Id("course_id")),
-    ("section_id", Id("course_section_id")),
-    ("user_id", Id("user_id")),
-    ("associated_user_id", Id("associated_user_id")),
-    ("type", Plain("type")),
-    ("workflow_state", Plain("workflow_state")),
-    (
-        "limit_privileges_to_course_section",
-        Plain("limit_privileges_to_course_section"),
-    ),
-    ("created_at", Plain("created_at")),
-    ("updated_at", Plain("updated_at")),
-];
-
-/// The members of the `enrollment_state` object.
-const ENROLLMENT_STATE: &[&str] = &[
-    "state",
-    "state_is_current",
-    "access_is_current",
-    "restricted_access",
-    "state_started_at",
-    "state_valid_until",
-];
-
-const USER: &[(&str, Src)] = &[
-    ("name", Plain("name")),
-    ("short_name", Plain("short_name")),
-    ("login", Plain("user_login")),
-    ("sis_user_id", Plain("user_sis_id")),
-    ("uuid", Plain("uuid")),
-    ("workflow_state", Plain("workflow_state")),
-    ("created_at", Plain("created_at")),
-    ("updated_at", Plain("updated_at")),
-];
-
-// `course_id` comes from `context_id` (only for Course contexts); no HTML description.
-const ASSIGNMENT: &[(&str, Src)] = &[
-    ("title", Plain("title")),
-    ("assignment_group_id", Id("assignment_group_id")),
-    ("due_at", Plain("due_at")),
-    ("unlock_at", Plain("unlock_at")),
-    ("lock_at", Plain("lock_at")),
-    ("points_possible", Plain("points_possible")),
-    ("submission_types", Plain("submission_types")),
-    ("workflow_state", Plain("workflow_state")),
-    ("updated_at", Plain("updated_at")),
-];
-
-const SUBMISSION: &[(&str, Src)] = &[
-    ("assignment_id", Id("assignment_id")),
-    ("user_id", Id("user_id")),
-    ("attempt", Plain("attempt")),
-    ("workflow_state", Plain("workflow_state")),
-    ("submission_type", Plain("submission_type")),
-    ("submitted_at", Plain("submitted_at")),
-    ("graded_at", Plain("graded_at")),
-    ("grade", Plain("grade")),
-    ("score", Plain("score")),
-    ("late", Plain("late")),
-    ("missing", Plain("missing")),
-    ("updated_at", Plain("updated_at")),
-];
-
-// `user_id` is the student (`student_id`, else `user_id`), set separately.
-const GRADE_CHANGE: &[(&str, Src)] = &[
-    ("grade", Plain("grade")),
-    ("score", Plain("score")),
-    ("grader_id", Id("grader_id")),
-    ("grading_complete", Plain("grading_complete")),
-    ("muted", Plain("muted")),
-    ("assignment_id", Id("assignment_id")),
-];
-
-// `course_id` comes from `context_id`, set separately.
-const MODULE: &[(&str, Src)] = &[
-    ("name", Plain("name")),
-    ("position", Plain("position")),
-    ("workflow_state", Plain("workflow_state")),
-];
-
-const MODULE_ITEM: &[(&str, Src)] = &[
-    ("module_id", Id("module_id")),
-    ("position", Plain("position")),
-    ("workflow_state", Plain("workflow_state")),
-];
-
-/// The normalized state fields an event states, or `None` for activity and for entity types
-/// outside the catalog.
+/// The normalized state fields an event states (its table in [`fields`](super::fields)), or
+/// `None` for activity and for entity types outside the catalog.
 fn state_fields(
     event_name: &str,
     entity_type: &str,
@@ -211,81 +82,32 @@ fn state_fields(
     shard: Option<u64>,
 ) -> Option<Map<String, Value>> {
     let mut out = Map::new();
-    match (entity_type, event_name) {
-        ("course", "course_created" | "course_updated") => copy(&mut out, body, COURSE, shard),
-        ("section", "course_section_created" | "course_section_updated") => {
-            copy(&mut out, body, SECTION, shard);
+    for field in stated_fields(event_name, entity_type)? {
+        let value = match field.source {
+            Source::Plain(from) => body.get(from).map(|v| typed(field.ty, v)),
+            Source::Id(from) => body.get(from).map(|v| id_value(v, shard)),
+            Source::ContextCourse { strict } => context_course(body, shard, strict),
+            Source::Student => body
+                .get("student_id")
+                .or_else(|| body.get("user_id"))
+                .map(|v| id_value(v, shard)),
+            Source::EnrollmentState => Some(Value::Object(
+                ENROLLMENT_STATE
+                    .iter()
+                    .filter_map(|(name, ty)| {
+                        Some(((*name).to_string(), typed(*ty, body.get(*name)?)))
+                    })
+                    .collect(),
+            )),
+        };
+        if let Some(value) = value {
+            out.insert(field.name.to_string(), value);
         }
-        ("enrollment", "enrollment_created" | "enrollment_updated") => {
-            copy(&mut out, body, ENROLLMENT, shard);
-        }
-        ("enrollment", "enrollment_state_created" | "enrollment_state_updated") => {
-            let mut state = Map::new();
-            for field in ENROLLMENT_STATE {
-                if let Some(value) = body.get(*field) {
-                    state.insert((*field).to_string(), canonical_time(field, value));
-                }
-            }
-            out.insert("enrollment_state".into(), Value::Object(state));
-        }
-        ("user", "user_created" | "user_updated") => copy(&mut out, body, USER, shard),
-        ("assignment", "assignment_created" | "assignment_updated") => {
-            if let Some(course) = context_course(body, shard, true) {
-                out.insert("course_id".into(), course);
-            }
-            copy(&mut out, body, ASSIGNMENT, shard);
-        }
-        ("submission", "submission_created" | "submission_updated") => {
-            copy(&mut out, body, SUBMISSION, shard);
-        }
-        ("submission", "grade_change") => {
-            copy(&mut out, body, GRADE_CHANGE, shard);
-            if let Some(student) = body.get("student_id").or_else(|| body.get("user_id")) {
-                out.insert("user_id".into(), id_value(student, shard));
-            }
-        }
-        ("module", "module_created" | "module_updated") => {
-            if let Some(course) = context_course(body, shard, false) {
-                out.insert("course_id".into(), course);
-            }
-            copy(&mut out, body, MODULE, shard);
-        }
-        ("module_item", "module_item_created" | "module_item_updated") => {
-            copy(&mut out, body, MODULE_ITEM, shard);
-            if let Some(course) = context_course(body, shard, false) {
-                out.insert("course_id".into(), course);
-            }
-        }
-        _ => return None,
     }
     Some(out)
 }
 
-fn copy(
-    out: &mut Map<String, Value>,
-    body: &Map<String, Value>,
-    fields: &[(&str, Src)],
-    shard: Option<u64>,
-) {
-    for (name, src) in fields {
-        match *src {
-            Plain(from) => {
-                if let Some(value) = body.get(from) {
-                    out.insert((*name).to_string(), canonical_time(name, value));
-                }
-            }
-            Id(from) => {
-                if let Some(value) = body.get(from) {
-                    out.insert((*name).to_string(), id_value(value, shard));
-                }
-            }
-        }
-    }
-}
-
-/// `context_id` as the course id. `strict`: only when `context_type` says Course (assignments
-/// can live in other contexts); otherwise also when the type is absent (modules are always in
-/// a course).
+/// `context_id` as the course id (see [`Source::ContextCourse`]).
 fn context_course(body: &Map<String, Value>, shard: Option<u64>, strict: bool) -> Option<Value> {
     let id = body.get("context_id")?;
     match body.get("context_type").and_then(Value::as_str) {
@@ -303,27 +125,19 @@ fn id_value(value: &Value, shard: Option<u64>) -> Value {
     }
 }
 
+/// A copied value: times made canonical, everything else as sent.
+///
 /// Canvas writes one instant several ways (`…:59Z`, `…:59.000Z`, `… 07:38:00 -0800`); one
 /// canonical RFC 3339 UTC form keeps the two formats equal and avoids spurious changes.
 /// Text that is not a readable time is kept as sent.
-fn canonical_time(field: &str, value: &Value) -> Value {
-    if !(field.ends_with("_at") || field.ends_with("_until")) {
+fn typed(ty: FieldType, value: &Value) -> Value {
+    if ty != FieldType::Time {
         return value.clone();
     }
     match value.as_str().and_then(parse_event_time) {
         Some(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
         None => value.clone(),
     }
-}
-
-/// The entity type that owns a catalog entity (its `parent`), and the field naming it.
-pub fn parent_type(entity_type: &str) -> Option<(&'static str, &'static str)> {
-    Some(match entity_type {
-        "section" | "assignment" | "module" | "enrollment" => ("course", "course_id"),
-        "submission" => ("assignment", "assignment_id"),
-        "module_item" => ("module", "module_id"),
-        _ => return None,
-    })
 }
 
 fn parent_of(entity_type: &str, data: &Map<String, Value>) -> Option<String> {
