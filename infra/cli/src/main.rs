@@ -1,6 +1,7 @@
 //! `coursewire`: the operator's command-line tool for a coursewire deployment. One
 //! subcommand per job; each uses the product crates directly (no Lambda invoke).
 
+mod import;
 mod replay;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Import rooms, meeting patterns and publishing rules into the teaching catalog.
+    Import(import::Args),
     /// Send stored Canvas live events through the pipeline again, for a window of event time.
     Replay(replay::Args),
 }
@@ -38,6 +41,7 @@ async fn main() -> ExitCode {
         .compact()
         .init();
     match Cli::parse().command {
+        Command::Import(args) => import::main(args).await,
         Command::Replay(args) => replay::main(args).await,
     }
 }

@@ -6,11 +6,13 @@
 //!   SQS adapter
 //! - [`service`]: the ports' error for a failed call: transient or permanent
 //! - [`aws`]: classifying AWS SDK failures into it; DynamoDB paging
+//! - [`retry`]: the HTTP clients' retry settings, jittered backoff and `Retry-After`
 //! - [`config`]: reading a function's environment with errors that name the variable
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
 pub mod aws;
 pub mod config;
 pub mod function;
+pub mod retry;
 pub mod service;
 pub mod telemetry;

@@ -6,9 +6,10 @@ use super::oauth::{AccessToken, TokenSource};
 use super::quota::{Quota, QuotaStats, RequestKind};
 use super::{CanvasError, describe_json_error, lock};
 use bytes::Bytes;
+use coursewire_runtime::retry::{HttpSettings, backoff, retry_after};
 use coursewire_runtime::telemetry::{Metrics, MetricsSink, Unit};
 use futures::{Stream, StreamExt, TryStreamExt};
-use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,30 +19,6 @@ use std::time::{Duration, Instant};
 
 /// Longest Canvas error message kept in a [`CanvasError::Http`].
 const MAX_MESSAGE_CHARS: usize = 300;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSettings {
-    /// Bound on one request, from connecting to the last byte of the body.
-    pub request_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Attempts per call, throttled ones included.
-    pub max_attempts: u32,
-    /// Full-jitter backoff: a random wait up to `min(cap, base × 2^retry)`.
-    pub backoff_base: Duration,
-    pub backoff_cap: Duration,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(15),
-            connect_timeout: Duration::from_secs(5),
-            max_attempts: 8,
-            backoff_base: Duration::from_millis(250),
-            backoff_cap: Duration::from_secs(20),
-        }
-    }
-}
 
 /// What a client did since it was built (the benchmark reports "requests per roster sync" and
 /// "DynamoDB lease calls per Canvas call" from it).
@@ -162,16 +139,6 @@ pub fn resolve(base: &Url, target: &str, query: &[(String, String)]) -> Result<U
         }
     }
     Ok(url)
-}
-
-/// A random wait in `[0, min(cap, base × 2^retry)]` (full jitter), never below `at_least`.
-pub fn backoff(settings: &HttpSettings, retry: u32, at_least: Duration) -> Duration {
-    let ceiling = settings
-        .backoff_base
-        .saturating_mul(1u32 << retry.min(16))
-        .min(settings.backoff_cap);
-    let jitter = Duration::from_millis(rand::random_range(0..=ceiling.as_millis() as u64));
-    jitter.max(at_least)
 }
 
 /// Percent-encodes one path segment (Canvas ids, including `sis_course_id:…` forms).
@@ -552,11 +519,7 @@ impl CanvasClient {
                         "Canvas throttled the request; backing off"
                     );
                     last_error = CanvasError::Throttled { attempts: attempt };
-                    let asked = headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map_or(Duration::ZERO, Duration::from_secs);
+                    let asked = retry_after(&headers);
                     tokio::time::sleep(backoff(&self.settings, attempt - 1, asked)).await;
                 }
                 Outcome::TokenRejected => {
@@ -757,17 +720,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_jittered_and_capped() {
-        let s = HttpSettings {
-            backoff_base: Duration::from_millis(100),
-            backoff_cap: Duration::from_millis(1000),
-            ..HttpSettings::default()
-        };
-        for retry in 0..40 {
-            let d = backoff(&s, retry, Duration::ZERO);
-            assert!(d <= Duration::from_millis(1000));
-        }
-        assert!(backoff(&s, 0, Duration::from_secs(3)) >= Duration::from_secs(3));
+    fn segments_are_percent_encoded() {
         assert_eq!(segment("sis_course_id:A B/C"), "sis_course_id:A%20B%2FC");
     }
 }

@@ -35,12 +35,11 @@ mod quota;
 mod tests;
 
 pub use api::{ENROLLMENTS_QUERY, ROSTER_QUERY, ROSTER_STATES, SECTIONS_QUERY};
-pub use client::{
-    CanvasClient, ClientStats, HttpSettings, Outcome, backoff, classify_response, error_message,
-    resolve,
-};
+pub use client::{CanvasClient, ClientStats, Outcome, classify_response, error_message, resolve};
 pub use config::{CanvasConfig, TokenKeeperConfig};
 pub use coursewire_runtime::config::ConfigError;
+/// The client's HTTP settings are the runtime's, shared with the Panopto client.
+pub use coursewire_runtime::retry::HttpSettings;
 pub use model::{
     Course, Enrollment, Module, ModuleItem, NewExternalUrlItem, Roster, Section, User,
 };
