@@ -62,9 +62,9 @@ async fn start(
                 .parameter("CanvasRootAccountId", root_account(scenario).as_str())
                 // The simulator leaks faster than Canvas so tests run in seconds.
                 .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str()),
-            canvas_credentials: Some(credentials(&sim)?),
             ..StackOptions::default()
-        },
+        }
+        .secret(CANVAS_SECRET, credentials(&sim)?),
     )
     .await?;
     Ok((sim, h))

@@ -13,8 +13,11 @@ use std::sync::Arc;
 pub const DESCRIPTIONS: &[&Description] = &[
     &ingest_https::DESCRIPTION,
     &ingest_sqs::DESCRIPTION,
+    &panopto_poller::DESCRIPTION,
+    &panopto_webhook::DESCRIPTION,
     &processor::DESCRIPTION,
     &reconciler::DESCRIPTION,
+    &recording_scheduler::DESCRIPTION,
     &replay::DESCRIPTION,
     &token_keeper::DESCRIPTION,
 ];

@@ -716,7 +716,7 @@ impl Provisioner<'_> {
                     .create_secret()
                     .name(&name)
                     .set_description(str_value(&props, "Description"))
-                    .secret_string(str_value(&props, "SecretString").unwrap_or_default())
+                    .secret_string(initial_secret(&props))
                     .send()
                     .await
                     .map_err(|e| self.aws("CreateSecret", e))?;
@@ -927,6 +927,37 @@ fn projection(p: Option<&Value>) -> ddb::Projection {
         .build()
 }
 
+/// A secret's first value: `SecretString`, or what `GenerateSecretString` asks for (its
+/// template with one random alphanumeric key added), as Secrets Manager does on create.
+fn initial_secret(props: &Value) -> String {
+    if let Some(text) = str_value(props, "SecretString") {
+        return text;
+    }
+    let Some(generate) = props.get("GenerateSecretString") else {
+        return String::new();
+    };
+    let length = generate
+        .get("PasswordLength")
+        .and_then(Value::as_u64)
+        .unwrap_or(32) as usize;
+    let random: String = (0..length)
+        .map(|_| {
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            ALPHABET[rand::random_range(0..ALPHABET.len())] as char
+        })
+        .collect();
+    let Some(key) = str_value(generate, "GenerateStringKey") else {
+        return random;
+    };
+    let mut document: serde_json::Map<String, serde_json::Value> =
+        str_value(generate, "SecretStringTemplate")
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+    document.insert(key, serde_json::Value::String(random));
+    serde_json::Value::Object(document).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -955,8 +986,13 @@ mod tests {
             [
                 "InboxTable",
                 "CatalogTable",
+                "TeachingTable",
+                "RecordingsInboxTable",
+                "WebhookReplayTable",
                 "RateLimitTable",
                 "CanvasCredentialsSecret",
+                "PanoptoCredentialsSecret",
+                "PanoptoWebhookSecret",
                 "ChangeBus",
                 "ExampleSubscriberDLQ",
                 "ExampleSubscriberQueue",
@@ -965,13 +1001,25 @@ mod tests {
                 "CanvasLiveEventsQueue",
                 "ChangesDLQ",
                 "ChangesQueue",
+                "RecordingsDLQ",
+                "RecordingsQueue",
                 "ReconcileDLQ",
                 "ReconcileQueue"
             ]
         );
+        // A generated secret is its template with the generated key.
+        let secrets = aws_sdk_secretsmanager::Client::new(&config);
+        let webhook = secrets
+            .get_secret_value()
+            .secret_id(deployed.ref_value("PanoptoWebhookSecret").unwrap())
+            .send()
+            .await
+            .unwrap();
+        let generated: serde_json::Value =
+            serde_json::from_str(webhook.secret_string().unwrap()).unwrap();
+        assert_eq!(generated["signing_secret"].as_str().map(str::len), Some(48));
         // The secret starts with the template's empty credentials and keeps what is put in
         // later across re-provisioning.
-        let secrets = aws_sdk_secretsmanager::Client::new(&config);
         let secret_arn = deployed.ref_value("CanvasCredentialsSecret").unwrap();
         let initial = secrets
             .get_secret_value()

@@ -37,6 +37,8 @@ pub enum StackError {
     Sqs(String),
     #[error("Canvas simulator: {0}")]
     Canvas(String),
+    #[error("secret: {0}")]
+    Secret(String),
     #[error("invoke: {0}")]
     Invoke(String),
     #[error(transparent)]
@@ -57,10 +59,11 @@ pub struct StackOptions {
     /// event sources, like the Lambda service, still talk to moto directly). Also the way to
     /// count the functions' AWS requests: a passthrough plan counts without faults.
     pub faults: Option<FaultPlan>,
-    /// The Canvas credentials (JSON, as in `CanvasCredentialsSecret`) put into the secret
-    /// after provisioning, as an operator does after deploying: e.g. a simulated Canvas's
-    /// developer key and grant.
-    pub canvas_credentials: Option<serde_json::Value>,
+    /// Secret values (by the secret's logical id, JSON) put in after provisioning, as an
+    /// operator does after deploying: e.g. a simulated Canvas's developer key and grant in
+    /// `CanvasCredentialsSecret`, a simulated Panopto's API client in
+    /// `PanoptoCredentialsSecret`.
+    pub secrets: Vec<(String, serde_json::Value)>,
 }
 
 impl Default for StackOptions {
@@ -70,7 +73,7 @@ impl Default for StackOptions {
             pollers: 4,
             paused: Vec::new(),
             faults: None,
-            canvas_credentials: None,
+            secrets: Vec::new(),
         }
     }
 }
@@ -80,6 +83,12 @@ impl StackOptions {
     /// what ingestion put there.
     pub fn ingest_only() -> Self {
         Self::default().pause("ProcessorFunction")
+    }
+
+    /// Puts `value` into the secret `logical_id` after provisioning (see [`Self::secrets`]).
+    pub fn secret(mut self, logical_id: &str, value: serde_json::Value) -> Self {
+        self.secrets.push((logical_id.to_string(), value));
+        self
     }
 
     /// Does not start the event sources of `logical_id` (e.g. `ProcessorFunction`).
@@ -161,17 +170,17 @@ impl LocalStack {
         let aws = moto.sdk_config();
         let template = Template::load_repo()?;
         let deployed = provision(&template, &aws, &options.overrides).await?;
-        if let Some(credentials) = &options.canvas_credentials {
+        for (logical_id, value) in &options.secrets {
             let secret = deployed
-                .ref_value(CANVAS_SECRET)
-                .ok_or_else(|| StackError::Canvas(format!("no {CANVAS_SECRET} in the template")))?;
+                .ref_value(logical_id)
+                .ok_or_else(|| StackError::Secret(format!("no {logical_id} in the template")))?;
             aws_sdk_secretsmanager::Client::new(&aws)
                 .put_secret_value()
                 .secret_id(secret)
-                .secret_string(credentials.to_string())
+                .secret_string(value.to_string())
                 .send()
                 .await
-                .map_err(|e| StackError::Canvas(format!("storing the Canvas credentials: {e}")))?;
+                .map_err(|e| StackError::Secret(format!("storing {logical_id}: {e}")))?;
         }
         let metrics = Arc::new(CollectingSink::new());
         let shutdown = ShutdownToken::new();

@@ -1566,6 +1566,14 @@ Resources:
             ),
             ("ReconcileQueue", format!("coursewire-reconcile-{stage}")),
             ("ReconcileDLQ", format!("coursewire-reconcile-dlq-{stage}")),
+            (
+                "RecordingsQueue",
+                format!("coursewire-recordings-{stage}.fifo"),
+            ),
+            (
+                "RecordingsDLQ",
+                format!("coursewire-recordings-{stage}-dlq.fifo"),
+            ),
         ] {
             c.insert(
                 id,
@@ -1578,6 +1586,9 @@ Resources:
             ("InboxTable", "inbox"),
             ("CatalogTable", "catalog"),
             ("RateLimitTable", "rate-limits"),
+            ("TeachingTable", "teaching"),
+            ("RecordingsInboxTable", "recordings-inbox"),
+            ("WebhookReplayTable", "webhook-replay"),
         ] {
             c.insert(
                 id,
@@ -1593,6 +1604,17 @@ Resources:
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:coursewire/{stage}/canvas"
         );
         c.insert("CanvasCredentialsSecret", PhysicalResource::new(secret));
+        for (id, name) in [
+            ("PanoptoCredentialsSecret", "panopto"),
+            ("PanoptoWebhookSecret", "panopto-webhook"),
+        ] {
+            c.insert(
+                id,
+                PhysicalResource::new(format!(
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:coursewire/{stage}/{name}"
+                )),
+            );
+        }
         let bus = format!("coursewire-{stage}");
         c.insert(
             "ChangeBus",
@@ -1625,7 +1647,7 @@ Resources:
             Some("arn:aws:sqs:us-east-1:123456789012:canvas-live-events-t1-dlq")
         );
         assert!(t.dependencies(q).contains("CanvasLiveEventsDLQ"));
-        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 8);
+        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 10);
         assert_eq!(t.parameter_value("MaxEventBytes"), Some("262144"));
         assert_eq!(
             t.output("CanvasLiveEventsQueueArn", &c).unwrap(),

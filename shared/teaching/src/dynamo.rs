@@ -7,7 +7,8 @@
 //!   [`LECTURES_BY_END`], so a window of ends is one Query per UTC day it touches.
 //!
 //! Each entry's data is one JSON string attribute, `data`. A lecture's `booking` and
-//! `booking_error` are separate attributes that only the scheduler writes.
+//! `booking_error` are separate attributes that only the scheduler writes, and `observed`
+//! one that only the poller writes.
 
 use crate::lectures::Lecture;
 use crate::store::{Booking, Entry, Kind, LectureRow, TeachingStore};
@@ -17,6 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use coursewire_runtime::aws::{Item, all_pages, classify};
 use coursewire_runtime::service::ServiceError;
+use serde_json::Value;
 
 /// GSI of lectures by end time.
 pub const LECTURES_BY_END: &str = "lectures_by_end";
@@ -114,6 +116,7 @@ fn lecture_row(item: &Item) -> Result<LectureRow, ServiceError> {
         lecture,
         booking: decode::<Booking>(item, "booking")?,
         booking_error: text(item, "booking_error").map(str::to_string),
+        observed: decode(item, "observed")?,
     })
 }
 
@@ -212,6 +215,21 @@ impl TeachingStore for DynamoTeachingStore {
         };
         update
             .expression_attribute_names("#data", "data")
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn set_observed(&self, lecture: &Lecture, observed: &Value) -> Result<(), ServiceError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lecture_pk(&lecture.section_id)))
+            .key("sk", s(lecture.slot()))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET observed = :observed")
+            .expression_attribute_values(":observed", s(observed.to_string()))
             .send()
             .await
             .map_err(|e| classify(&e))?;

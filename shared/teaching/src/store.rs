@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use coursewire_runtime::service::ServiceError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// The kinds of entry the teaching catalog holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +93,8 @@ pub struct LectureRow {
     pub booking: Option<Booking>,
     /// Why the last attempt to book it failed (a recorder conflict, say), if it did.
     pub booking_error: Option<String>,
+    /// What the poller last saw of its session and recorder (the poller's own format).
+    pub observed: Option<Value>,
 }
 
 #[async_trait]
@@ -108,6 +111,8 @@ pub trait TeachingStore: Send + Sync {
     ) -> Result<Vec<LectureRow>, ServiceError>;
     /// Writes an entry; a lecture's booking is left as it is.
     async fn put(&self, entry: &Entry) -> Result<(), ServiceError>;
+    /// Records what the poller saw of the lecture's session and recorder.
+    async fn set_observed(&self, lecture: &Lecture, observed: &Value) -> Result<(), ServiceError>;
     /// Records a lecture's booking (`None` clears it) and the last booking error.
     async fn set_booking(
         &self,
@@ -115,4 +120,43 @@ pub trait TeachingStore: Send + Sync {
         booking: Option<&Booking>,
         error: Option<&str>,
     ) -> Result<(), ServiceError>;
+
+    /// Every room, by id.
+    async fn rooms(&self) -> Result<BTreeMap<String, Room>, ServiceError> {
+        Ok(self
+            .list(Kind::Room)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Room(room) => Some((room.id.clone(), room)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every publishing rule.
+    async fn rules(&self) -> Result<Vec<PublishingRule>, ServiceError> {
+        Ok(self
+            .list(Kind::Rule)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Rule(rule) => Some(rule),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every meeting pattern, by section.
+    async fn patterns(&self) -> Result<BTreeMap<String, MeetingPattern>, ServiceError> {
+        Ok(self
+            .list(Kind::Meeting)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Meeting(p) => Some((p.section_id.clone(), p)),
+                _ => None,
+            })
+            .collect())
+    }
 }

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire_live_events::catalog::DynamoCatalog;
-use coursewire_local::stack::{LocalStack, SimulatedCanvas, StackOptions};
+use coursewire_local::stack::{CANVAS_SECRET, LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_local::subscriber::Subscriber;
 use coursewire_simulators::canvas_api::{
     ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES, World,
@@ -148,11 +148,13 @@ async fn start(stage: &str, world: World) -> Result<(SimulatedCanvas, CanvasApiS
                 .as_str(),
         )
         .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str());
-    let stack = LocalStack::start(StackOptions {
-        overrides,
-        canvas_credentials: Some(credentials),
-        ..StackOptions::default()
-    })
+    let stack = LocalStack::start(
+        StackOptions {
+            overrides,
+            ..StackOptions::default()
+        }
+        .secret(CANVAS_SECRET, credentials),
+    )
     .await
     .context("starting the local stack")?;
     Ok((canvas, api, stack))

@@ -4,9 +4,8 @@
 //! object kind (the SQS `event_name` attribute wins when present).
 
 use super::entity::{EntityKey, globalise, id_text, shard_of, snake_case};
-use super::{
-    DeliveryHints, EnvelopeError, Format, LiveEvent, canonical, time, validate_event_name,
-};
+use super::{DeliveryHints, EnvelopeError, Format, LiveEvent, time, validate_event_name};
+use coursewire_pipeline::inbox::canonical;
 use serde_json::Value;
 
 const URN_PREFIX: &str = "urn:instructure:canvas:";

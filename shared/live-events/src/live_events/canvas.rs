@@ -1,8 +1,7 @@
 //! Canvas format: `{"metadata": {...}, "body": {...}}`.
 
-use super::{
-    DeliveryHints, EnvelopeError, Format, LiveEvent, canonical, entity, time, validate_event_name,
-};
+use super::{DeliveryHints, EnvelopeError, Format, LiveEvent, entity, time, validate_event_name};
+use coursewire_pipeline::inbox::canonical;
 use serde_json::Value;
 
 pub(super) fn parse(payload: Value, hints: DeliveryHints<'_>) -> Result<LiveEvent, EnvelopeError> {

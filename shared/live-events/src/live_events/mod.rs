@@ -6,7 +6,6 @@
 //! so identity is a hash of the event's canonical JSON and ordering is by `event_time`.
 
 mod caliper;
-mod canonical;
 mod canvas;
 pub mod corpus;
 pub mod entity;

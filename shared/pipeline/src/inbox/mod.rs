@@ -4,8 +4,10 @@
 //! The inbox record is also the event's **outbox** record: the processor writes the change
 //! event it derived (event id, sequence, detail) onto it in the same transaction as the
 //! catalog row, and marks it published after PutEvents. One record per source event tells
-//! its whole story: `received` → `applied` → `published`. [`record`] owns its format.
+//! its whole story: `received` → `applied` → `published`. [`record`] owns its format;
+//! [`canonical`] is how a source computes the content hash that keys it.
 
+pub mod canonical;
 mod dynamo;
 pub mod record;
 

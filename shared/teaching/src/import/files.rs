@@ -106,7 +106,9 @@ fn time(value: &str) -> Result<NaiveTime, String> {
 fn days(value: &str) -> Result<Vec<Weekday>, String> {
     let expected = || "expected days such as MWF, TR, TuTh or Mon;Wed".to_string();
     let mut out = BTreeSet::new();
-    if value.contains([';', ',', ' ']) {
+    if let Ok(day) = value.parse::<Weekday>() {
+        out.insert(day.num_days_from_monday());
+    } else if value.contains([';', ',', ' ']) {
         for name in value.split([';', ',', ' ']).filter(|s| !s.is_empty()) {
             out.insert(
                 name.parse::<Weekday>()
@@ -501,6 +503,8 @@ mod tests {
         assert_eq!(days("TR").unwrap(), [Tue, Thu]);
         assert_eq!(days("TuTh").unwrap(), [Tue, Thu]);
         assert_eq!(days("Mon;Wed").unwrap(), [Mon, Wed]);
+        assert_eq!(days("Thu").unwrap(), [Thu]);
+        assert_eq!(days("Saturday").unwrap(), [Sat]);
         assert_eq!(days("Thursday Tuesday").unwrap(), [Tue, Thu]);
         assert!(days("MX").is_err());
     }

@@ -16,7 +16,6 @@ pub use files::{ImportFile, MEETING_COLUMNS, ROOM_COLUMNS, read_meetings, read_r
 pub use plan::{Action, Change, Plan, Tally, plan};
 
 use crate::lectures::expand;
-use crate::rooms::Room;
 use crate::sections::CanvasDirectory;
 use crate::store::{Entry, Kind, TeachingStore};
 use coursewire_runtime::service::ServiceError;
@@ -34,10 +33,18 @@ pub struct ImportFiles {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportFailure {
     /// The files have errors: nothing was written.
-    #[error("{} error(s) in the import files; nothing was written", .0.len())]
+    #[error("{} error(s) in the import files; nothing was written: {}", .0.len(), list(.0))]
     Invalid(Vec<ImportError>),
     #[error("the catalog could not be read or written: {0}")]
     Service(#[from] ServiceError),
+}
+
+fn list(errors: &[ImportError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Writes in flight at once while applying (DynamoDB UpdateItem calls).
@@ -56,7 +63,7 @@ impl<'a> Importer<'a> {
     /// Reads and checks the files, and plans the import against the catalog.
     pub async fn prepare(&self, files: &ImportFiles) -> Result<Plan, ImportFailure> {
         let mut errors = Vec::new();
-        let catalog_rooms = rooms_of(self.store.list(Kind::Room).await?);
+        let catalog_rooms = self.store.rooms().await?;
         let mut rooms = catalog_rooms.clone();
         let mut desired = Vec::new();
         let mut current = Vec::new();
@@ -164,14 +171,4 @@ impl<'a> Importer<'a> {
         }
         Ok(())
     }
-}
-
-fn rooms_of(entries: Vec<Entry>) -> BTreeMap<String, Room> {
-    entries
-        .into_iter()
-        .filter_map(|e| match e {
-            Entry::Room(room) => Some((room.id.clone(), room)),
-            _ => None,
-        })
-        .collect()
 }

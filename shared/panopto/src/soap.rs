@@ -1,0 +1,388 @@
+//! The two SOAP 1.1 calls REST lacks, written and read with quick-xml:
+//! `SessionManagement.GetSessionsById` (a session's processing `State`) and
+//! `RemoteRecorderManagement.GetRemoteRecordersById` (a recorder's `State`), each for many
+//! ids in one call. A `Fault` answer becomes a [`SoapFault`].
+
+use super::PanoptoError;
+use super::model::{RecorderState, RemoteRecorder, SessionState, SessionStatus, time};
+use super::xml::Element;
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use serde::Serialize;
+
+pub(crate) const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+pub(crate) const TEMPURI: &str = "http://tempuri.org/";
+pub(crate) const V40: &str =
+    "http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40";
+pub(crate) const ARRAYS: &str = "http://schemas.microsoft.com/2003/10/Serialization/Arrays";
+
+/// One of the batched SOAP reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SoapCall {
+    SessionsById,
+    RemoteRecordersById,
+}
+
+impl SoapCall {
+    /// The service's path below the site's root.
+    pub fn path(self) -> &'static str {
+        match self {
+            SoapCall::SessionsById => "Panopto/PublicAPI/4.6/SessionManagement.svc",
+            SoapCall::RemoteRecordersById => "Panopto/PublicAPI/4.6/RemoteRecorderManagement.svc",
+        }
+    }
+
+    /// The `SOAPAction` header's value (quoted, as SOAP 1.1 wants it).
+    pub fn action(self) -> &'static str {
+        match self {
+            SoapCall::SessionsById => "\"http://tempuri.org/ISessionManagement/GetSessionsById\"",
+            SoapCall::RemoteRecordersById => {
+                "\"http://tempuri.org/IRemoteRecorderManagement/GetRemoteRecordersById\""
+            }
+        }
+    }
+
+    pub fn operation(self) -> &'static str {
+        match self {
+            SoapCall::SessionsById => "GetSessionsById",
+            SoapCall::RemoteRecordersById => "GetRemoteRecordersById",
+        }
+    }
+
+    fn ids_element(self) -> &'static str {
+        match self {
+            SoapCall::SessionsById => "sessionIds",
+            SoapCall::RemoteRecordersById => "remoteRecorderIds",
+        }
+    }
+}
+
+/// A SOAP `Fault`: `faultcode` (e.g. `s:Client`, `a:ActionNotSupported`) and `faultstring`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SoapFault {
+    pub code: String,
+    pub message: String,
+}
+
+impl SoapFault {
+    /// A fault of the server's own making (worth trying again later), not of the request.
+    pub fn is_server_fault(&self) -> bool {
+        let local = self.code.rsplit(':').next().unwrap_or(&self.code);
+        matches!(local, "Server" | "Receiver" | "InternalServiceFault")
+    }
+}
+
+/// The `AuthenticationInfo` every SOAP call carries (user key and password).
+#[derive(Clone, Copy)]
+pub(crate) struct SoapAuth<'a> {
+    pub user_key: &'a str,
+    pub password: &'a str,
+}
+
+/// The request envelope of `call` for `ids`.
+pub(crate) fn request(call: SoapCall, auth: SoapAuth<'_>, ids: &[String]) -> Vec<u8> {
+    let mut w = Writer::new(Vec::with_capacity(512 + ids.len() * 64));
+    // Writing into a Vec cannot fail: the io::Results below are all Ok.
+    let _ = write_request(&mut w, call, auth, ids);
+    w.into_inner()
+}
+
+fn write_request(
+    w: &mut Writer<Vec<u8>>,
+    call: SoapCall,
+    auth: SoapAuth<'_>,
+    ids: &[String],
+) -> std::io::Result<()> {
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
+    w.write_event(Event::Start(
+        BytesStart::new("s:Envelope").with_attributes([("xmlns:s", SOAP_ENV)]),
+    ))?;
+    w.write_event(Event::Start(BytesStart::new("s:Body")))?;
+    w.write_event(Event::Start(
+        BytesStart::new(call.operation()).with_attributes([("xmlns", TEMPURI)]),
+    ))?;
+    w.write_event(Event::Start(
+        BytesStart::new("auth").with_attributes([("xmlns:a", V40)]),
+    ))?;
+    // DataContract members go in alphabetical order (AuthCode, Password, UserKey).
+    text_element(w, "a:Password", auth.password)?;
+    text_element(w, "a:UserKey", auth.user_key)?;
+    w.write_event(Event::End(BytesEnd::new("auth")))?;
+    w.write_event(Event::Start(
+        BytesStart::new(call.ids_element()).with_attributes([("xmlns:b", ARRAYS)]),
+    ))?;
+    for id in ids {
+        text_element(w, "b:guid", id)?;
+    }
+    w.write_event(Event::End(BytesEnd::new(call.ids_element())))?;
+    w.write_event(Event::End(BytesEnd::new(call.operation())))?;
+    w.write_event(Event::End(BytesEnd::new("s:Body")))?;
+    w.write_event(Event::End(BytesEnd::new("s:Envelope")))
+}
+
+fn text_element(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> std::io::Result<()> {
+    w.write_event(Event::Start(BytesStart::new(name)))?;
+    w.write_event(Event::Text(BytesText::new(text)))?;
+    w.write_event(Event::End(BytesEnd::new(name)))
+}
+
+/// The `Fault` in an answer, if it is one.
+pub(crate) fn fault(body: &[u8]) -> Option<SoapFault> {
+    let root = Element::parse(body).ok()?;
+    let fault = soap_body(&root).ok()?.child("Fault")?;
+    Some(SoapFault {
+        code: fault
+            .child_text("faultcode")
+            .unwrap_or("unknown")
+            .to_string(),
+        message: fault
+            .child_text("faultstring")
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect(),
+    })
+}
+
+fn soap_body(root: &Element) -> Result<&Element, PanoptoError> {
+    if !root.is(SOAP_ENV, "Envelope") {
+        return Err(PanoptoError::Decode(
+            "the SOAP answer is not a SOAP 1.1 envelope".into(),
+        ));
+    }
+    root.children
+        .iter()
+        .find(|c| c.is(SOAP_ENV, "Body"))
+        .ok_or_else(|| PanoptoError::Decode("the SOAP envelope has no Body".into()))
+}
+
+/// The items of `{operation}Response/{operation}Result`; a Fault is an error.
+fn result_items<'a>(
+    root: &'a Element,
+    call: SoapCall,
+    item: &'a str,
+) -> Result<Vec<&'a Element>, PanoptoError> {
+    let body = soap_body(root)?;
+    if let Some(fault) = body.child("Fault") {
+        return Err(PanoptoError::Soap(SoapFault {
+            code: fault
+                .child_text("faultcode")
+                .unwrap_or("unknown")
+                .to_string(),
+            message: fault
+                .child_text("faultstring")
+                .unwrap_or_default()
+                .to_string(),
+        }));
+    }
+    let operation = call.operation();
+    let response = body.child(&format!("{operation}Response")).ok_or_else(|| {
+        PanoptoError::Decode(format!("no {operation}Response in the SOAP answer"))
+    })?;
+    let Some(result) = response.child(&format!("{operation}Result")) else {
+        return Ok(Vec::new());
+    };
+    Ok(result.children_named(item).filter(|e| !e.nil).collect())
+}
+
+fn guids(element: Option<&Element>) -> Vec<String> {
+    element
+        .map(|e| {
+            e.children_named("guid")
+                .filter_map(|g| Some(g.text.trim()).filter(|t| !t.is_empty()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn required_id(e: &Element, what: &str) -> Result<String, PanoptoError> {
+    e.child_text("Id")
+        .map(str::to_string)
+        .ok_or_else(|| PanoptoError::Decode(format!("a {what} in the SOAP answer has no Id")))
+}
+
+/// `GetSessionsByIdResponse` → each session's state and times.
+pub(crate) fn decode_sessions(body: &[u8]) -> Result<Vec<SessionStatus>, PanoptoError> {
+    let root = Element::parse(body).map_err(PanoptoError::Decode)?;
+    result_items(&root, SoapCall::SessionsById, "Session")?
+        .into_iter()
+        .map(|s| {
+            let start_time = match s.child_text("StartTime") {
+                Some(text) => Some(time::parse(text).ok_or_else(|| {
+                    PanoptoError::Decode("a session's StartTime is not a date-time".into())
+                })?),
+                None => None,
+            };
+            let duration = match s.child_text("Duration") {
+                Some(text) => Some(text.parse::<f64>().map_err(|_| {
+                    PanoptoError::Decode("a session's Duration is not a number".into())
+                })?),
+                None => None,
+            };
+            Ok(SessionStatus {
+                id: required_id(s, "session")?,
+                name: s.child_text("Name").unwrap_or_default().to_string(),
+                state: s.child_text("State").map_or(SessionState::Unknown, |t| {
+                    t.parse().unwrap_or(SessionState::Unknown)
+                }),
+                folder_id: s.child_text("FolderId").map(str::to_string),
+                folder_name: s.child_text("FolderName").map(str::to_string),
+                start_time,
+                duration,
+                remote_recorder_ids: guids(s.child("RemoteRecorderIds")),
+                is_broadcast: s.child_text("IsBroadcast") == Some("true"),
+                status_message: s.child_text("StatusMessage").map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+/// `GetRemoteRecordersByIdResponse` → each recorder with its state.
+pub(crate) fn decode_recorders(body: &[u8]) -> Result<Vec<RemoteRecorder>, PanoptoError> {
+    let root = Element::parse(body).map_err(PanoptoError::Decode)?;
+    result_items(&root, SoapCall::RemoteRecordersById, "RemoteRecorder")?
+        .into_iter()
+        .map(|r| {
+            Ok(RemoteRecorder {
+                id: required_id(r, "remote recorder")?,
+                name: r.child_text("Name").unwrap_or_default().to_string(),
+                state: r.child_text("State").map_or(RecorderState::Unknown, |t| {
+                    t.parse().unwrap_or(RecorderState::Unknown)
+                }),
+                default_recording_folder: None,
+                scheduled_recordings: guids(r.child("ScheduledRecordings")),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_an_escaped_envelope_panopto_can_read() {
+        let auth = SoapAuth {
+            user_key: "api<user>",
+            password: "p&ss\"word",
+        };
+        let xml = request(SoapCall::SessionsById, auth, &["a".into(), "b".into()]);
+        let root = Element::parse(&xml).unwrap();
+        assert!(root.is(SOAP_ENV, "Envelope"));
+        let op = root
+            .child("Body")
+            .unwrap()
+            .child("GetSessionsById")
+            .unwrap();
+        assert_eq!(op.namespace.as_deref(), Some(TEMPURI));
+        let auth = op.child("auth").unwrap();
+        assert_eq!(auth.namespace.as_deref(), Some(TEMPURI));
+        assert!(auth.child("UserKey").unwrap().is(V40, "UserKey"));
+        assert_eq!(auth.child_text("UserKey"), Some("api<user>"));
+        assert_eq!(auth.child_text("Password"), Some("p&ss\"word"));
+        let ids: Vec<_> = op
+            .child("sessionIds")
+            .unwrap()
+            .children_named("guid")
+            .map(|g| (g.namespace.clone().unwrap(), g.text.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![(ARRAYS.into(), "a".into()), (ARRAYS.into(), "b".into())]
+        );
+        let recorders = request(SoapCall::RemoteRecordersById, auth_of(), &["r".into()]);
+        let text = String::from_utf8(recorders).unwrap();
+        assert!(text.contains("<GetRemoteRecordersById xmlns=\"http://tempuri.org/\">"));
+        assert!(text.contains("<remoteRecorderIds"));
+    }
+
+    fn auth_of() -> SoapAuth<'static> {
+        SoapAuth {
+            user_key: "u",
+            password: "p",
+        }
+    }
+
+    const SESSIONS: &str = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+      <GetSessionsByIdResponse xmlns="http://tempuri.org/">
+        <GetSessionsByIdResult xmlns:a="http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+          <a:Session>
+            <a:CreatorId>c</a:CreatorId><a:Description i:nil="true"/><a:Duration>2987.5</a:Duration>
+            <a:FolderId>f1</a:FolderId><a:FolderName>BIO 101 &amp; Lab</a:FolderName>
+            <a:Id>s1</a:Id><a:IsBroadcast>false</a:IsBroadcast><a:Name>Lecture 1</a:Name>
+            <a:RemoteRecorderIds xmlns:b="http://schemas.microsoft.com/2003/10/Serialization/Arrays"><b:guid>r1</b:guid></a:RemoteRecorderIds>
+            <a:StartTime>2025-09-01T09:00:00Z</a:StartTime><a:State>Complete</a:State>
+            <a:StatusMessage i:nil="true"/>
+          </a:Session>
+          <a:Session><a:Duration i:nil="true"/><a:Id>s2</a:Id><a:Name>Lecture 2</a:Name>
+            <a:StartTime>2025-09-03T09:00:00.1234567+01:00</a:StartTime><a:State>Scheduled</a:State></a:Session>
+          <a:Session i:nil="true"/>
+        </GetSessionsByIdResult>
+      </GetSessionsByIdResponse></s:Body></s:Envelope>"#;
+
+    #[test]
+    fn reads_session_states_times_and_nils() {
+        let sessions = decode_sessions(SESSIONS.as_bytes()).unwrap();
+        assert_eq!(sessions.len(), 2);
+        let s1 = &sessions[0];
+        assert_eq!(s1.id, "s1");
+        assert_eq!(s1.state, SessionState::Complete);
+        assert_eq!(s1.duration, Some(2987.5));
+        assert_eq!(s1.folder_name.as_deref(), Some("BIO 101 & Lab"));
+        assert_eq!(s1.remote_recorder_ids, vec!["r1".to_string()]);
+        assert_eq!(s1.status_message, None);
+        let s2 = &sessions[1];
+        assert_eq!(s2.state, SessionState::Scheduled);
+        assert_eq!(s2.duration, None);
+        assert_eq!(
+            s2.start_time.unwrap().to_rfc3339(),
+            "2025-09-03T08:00:00.123456700+00:00"
+        );
+    }
+
+    #[test]
+    fn reads_recorder_states() {
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+          <GetRemoteRecordersByIdResponse xmlns="http://tempuri.org/">
+            <GetRemoteRecordersByIdResult xmlns:a="http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+              <a:RemoteRecorder><a:Devices/><a:ExternalId i:nil="true"/><a:Id>r1</a:Id><a:MachineIP>10.0.0.1</a:MachineIP>
+                <a:Name>SCI-101</a:Name><a:PreviewUrl i:nil="true"/>
+                <a:ScheduledRecordings xmlns:b="http://schemas.microsoft.com/2003/10/Serialization/Arrays"><b:guid>s1</b:guid><b:guid>s2</b:guid></a:ScheduledRecordings>
+                <a:SettingsUrl>x</a:SettingsUrl><a:State>Faulted</a:State></a:RemoteRecorder>
+            </GetRemoteRecordersByIdResult></GetRemoteRecordersByIdResponse></s:Body></s:Envelope>"#;
+        let recorders = decode_recorders(xml.as_bytes()).unwrap();
+        assert_eq!(recorders.len(), 1);
+        assert_eq!(recorders[0].state, RecorderState::Faulted);
+        assert_eq!(recorders[0].scheduled_recordings, vec!["s1", "s2"]);
+        // The wrong answer for the call is not silently empty.
+        assert!(matches!(
+            decode_sessions(xml.as_bytes()),
+            Err(PanoptoError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn a_fault_is_a_clear_error() {
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>
+            <faultcode xmlns:a="http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher">a:ActionNotSupported</faultcode>
+            <faultstring xml:lang="en-US">The message with Action 'x' cannot be processed</faultstring>
+            </s:Fault></s:Body></s:Envelope>"#;
+        let fault = fault(xml.as_bytes()).unwrap();
+        assert_eq!(fault.code, "a:ActionNotSupported");
+        assert!(!fault.is_server_fault());
+        match decode_sessions(xml.as_bytes()) {
+            Err(PanoptoError::Soap(f)) => assert!(f.message.contains("cannot be processed")),
+            other => panic!("{other:?}"),
+        }
+        assert!(super::fault(SESSIONS.as_bytes()).is_none());
+        assert!(super::fault(b"<html>502 Bad Gateway</html>").is_none());
+        assert!(
+            SoapFault {
+                code: "s:Server".into(),
+                message: String::new()
+            }
+            .is_server_fault()
+        );
+    }
+}

@@ -1,0 +1,452 @@
+//! The real client against the Panopto simulator: tokens that expire mid-use, throttling,
+//! booking conflicts, paging and the batched SOAP state calls.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use coursewire_panopto::{
+    HttpPanopto, HttpSettings, MemoryCredentialStore, Panopto, PanoptoCredentials, PanoptoError,
+    PermissionCreate, PrincipalType, RecorderState, ScheduledRecordingCreate, SessionState,
+    SessionUpdate,
+};
+use coursewire_simulators::panopto::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
+    PanoptoSimConfig, SOAP_GET_RECORDERS_BY_ID, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn eight_am() -> DateTime<Utc> {
+    "2025-09-01T08:00:00Z".parse().expect("time")
+}
+
+async fn sim() -> PanoptoSim {
+    PanoptoSim::start(PanoptoSimConfig {
+        start: eight_am(),
+        time_scale: 0.0,
+        token_lifetime: Duration::from_secs(30 * 86_400),
+        processing_time: Duration::from_secs(600),
+        caption_delay: Duration::from_secs(3600),
+        ..PanoptoSimConfig::default()
+    })
+    .await
+    .expect("start")
+}
+
+fn credentials(sim: &PanoptoSim) -> PanoptoCredentials {
+    PanoptoCredentials {
+        base_url: sim.base_url(),
+        client_id: DEFAULT_CLIENT_ID.into(),
+        client_secret: DEFAULT_CLIENT_SECRET.into(),
+        soap_username: Some(DEFAULT_SOAP_USER.into()),
+        soap_password: Some(DEFAULT_SOAP_PASSWORD.into()),
+    }
+}
+
+fn settings() -> HttpSettings {
+    HttpSettings {
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(5),
+        backoff_cap: Duration::from_millis(20),
+        ..HttpSettings::default()
+    }
+}
+
+fn client_with(credentials: PanoptoCredentials) -> Arc<HttpPanopto> {
+    let store = Arc::new(MemoryCredentialStore::new(credentials));
+    Arc::new(HttpPanopto::new(store, settings()).expect("client"))
+}
+
+fn client(sim: &PanoptoSim) -> Arc<HttpPanopto> {
+    client_with(credentials(sim))
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    eight_am() + TimeDelta::minutes(minutes)
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_once_for_many_concurrent_requests() {
+    let sim = sim().await;
+    let folder = sim.add_folder("BIO 101", None).unwrap();
+    let session = sim
+        .add_recorded_session(&folder, "Lecture 1", at(-120), Duration::from_secs(3000))
+        .unwrap();
+    let panopto = client(&sim);
+    assert_eq!(
+        panopto.session(&session).await.unwrap().unwrap().name,
+        "Lecture 1"
+    );
+    assert_eq!(panopto.stats().token_fetches, 1);
+
+    sim.expire_tokens();
+    let calls = (0..20).map(|_| {
+        let panopto = panopto.clone();
+        let id = session.clone();
+        tokio::spawn(async move { panopto.session(&id).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        assert!(call.unwrap().unwrap().is_some());
+    }
+    let stats = panopto.stats();
+    assert_eq!(stats.token_fetches, 2, "one new token for all twenty");
+    assert_eq!(sim.stats().count(TOKEN_ENDPOINT), 2);
+    assert!(stats.unauthorized >= 1 && stats.unauthorized <= 20);
+    assert_eq!(stats.ok, 21);
+
+    // A token the server keeps refusing ends as Unauthorized after one refresh, not a loop.
+    let refused = client_with(PanoptoCredentials {
+        client_secret: "wrong".into(),
+        ..credentials(&sim)
+    });
+    assert!(matches!(
+        refused.session(&session).await,
+        Err(PanoptoError::Unauthorized(_))
+    ));
+}
+
+#[tokio::test]
+async fn throttled_requests_wait_for_retry_after_then_give_up_at_the_bound() {
+    let sim = sim().await;
+    let panopto = client(&sim);
+    sim.add_recorders(&["SCI-101", "SCI-102"]);
+    sim.force_throttle(2, Duration::from_secs(1));
+    let started = Instant::now();
+    let recorders = panopto.search_remote_recorders("").await.unwrap();
+    assert_eq!(recorders.len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After honoured"
+    );
+    assert_eq!(panopto.stats().throttled, 2);
+    assert_eq!(panopto.stats().retries, 2);
+
+    sim.force_throttle(10, Duration::ZERO);
+    match panopto.search_remote_recorders("").await {
+        Err(e @ PanoptoError::Throttled { attempts: 4 }) => assert!(e.is_transient()),
+        other => panic!("{other:?}"),
+    }
+    sim.force_throttle(0, Duration::ZERO);
+
+    // 5xx: reads are retried, a POST that may have landed is not.
+    sim.inject_errors(2, 503);
+    assert_eq!(
+        panopto.search_remote_recorders("SCI").await.unwrap().len(),
+        2
+    );
+    sim.inject_errors(1, 503);
+    assert!(matches!(
+        panopto.create_folder("CHEM 200", None, None).await,
+        Err(PanoptoError::Http { status: 503, .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_overlapping_booking_is_a_conflict_and_cancelling_is_idempotent() {
+    let sim = sim().await;
+    let panopto = client(&sim);
+    let folder = panopto
+        .create_folder("BIO 101 Fall 2025", None, Some("recordings"))
+        .await
+        .unwrap();
+    sim.add_recorders(&["SCI-101"]);
+    let recorder = panopto.search_remote_recorders("sci-101").await.unwrap();
+    let recorder = &recorder[0];
+    assert_eq!(recorder.state, RecorderState::Previewing);
+    let first = panopto
+        .create_scheduled_recording(&ScheduledRecordingCreate::on_recorder(
+            "BIO 101 Lecture 1",
+            &folder.id,
+            &recorder.id,
+            at(60),
+            at(110),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.start_time, at(60));
+    assert_eq!(first.recorder_schedule_entries[0].recorder_id, recorder.id);
+
+    let clash = panopto
+        .create_scheduled_recording(&ScheduledRecordingCreate::on_recorder(
+            "CHEM 200 Lecture 1",
+            &folder.id,
+            &recorder.id,
+            at(90),
+            at(140),
+        ))
+        .await;
+    match clash {
+        Err(PanoptoError::Conflict {
+            recorder: r,
+            message,
+        }) => {
+            assert_eq!(r, recorder.id);
+            assert!(message.contains("BIO 101 Lecture 1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let second = panopto
+        .create_scheduled_recording(&ScheduledRecordingCreate::on_recorder(
+            "BIO 101 Lecture 2",
+            &folder.id,
+            &recorder.id,
+            at(120),
+            at(170),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        panopto.update_scheduled_recording(&second.id, at(100), at(170)).await,
+        Err(PanoptoError::Conflict { recorder: ref r, .. }) if *r == recorder.id
+    ));
+    let moved = panopto
+        .update_scheduled_recording(&second.id, at(115), at(175))
+        .await
+        .unwrap();
+    assert_eq!(moved.end_time, at(175));
+
+    panopto
+        .delete_scheduled_recording(&second.id)
+        .await
+        .unwrap();
+    panopto
+        .delete_scheduled_recording(&second.id)
+        .await
+        .unwrap();
+    assert!(
+        panopto
+            .scheduled_recording(&second.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        panopto
+            .scheduled_recording(&first.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The scheduled recording's id is its session's.
+    let session = panopto.session(&first.id).await.unwrap().unwrap();
+    assert_eq!(session.folder.as_deref(), Some(folder.id.as_str()));
+}
+
+#[tokio::test]
+async fn states_come_from_one_soap_call_however_many_sessions_are_due() {
+    let sim = sim().await;
+    let panopto = client(&sim);
+    let folder = sim.add_folder("Physics", None).unwrap();
+    sim.set_folder_caption_provider(&folder, Some("Panopto"))
+        .unwrap();
+    let rooms: Vec<String> = (0..30).map(|n| format!("PHY-{n:03}")).collect();
+    let recorders = sim.add_recorders(&rooms);
+    let mut sessions = Vec::new();
+    for (n, recorder) in recorders.iter().enumerate() {
+        let booked = panopto
+            .create_scheduled_recording(&ScheduledRecordingCreate::on_recorder(
+                format!("PHY Lecture {n}"),
+                &folder,
+                recorder,
+                at(60),
+                at(110),
+            ))
+            .await
+            .unwrap();
+        sessions.push(booked.id);
+    }
+    sim.fault_recorder(&recorders[0]).unwrap();
+    sim.reset_stats();
+
+    let states = panopto.session_states(&sessions).await.unwrap();
+    assert_eq!(states.len(), 30);
+    assert!(states.iter().all(|s| s.state == SessionState::Scheduled));
+    let live = panopto.recorder_states(&recorders).await.unwrap();
+    assert_eq!(live.len(), 30);
+    assert_eq!(live[0].state, RecorderState::Faulted);
+    assert_eq!(live[1].scheduled_recordings, vec![sessions[1].clone()]);
+    let counts = sim.stats();
+    assert_eq!(counts.count(SOAP_GET_SESSIONS_BY_ID), 1);
+    assert_eq!(counts.count(SOAP_GET_RECORDERS_BY_ID), 1);
+    assert_eq!(counts.api_requests(), 2);
+
+    sim.advance(Duration::from_secs(3600 + 30 * 60)); // 09:30
+    let recording = panopto.in_progress_recordings().await.unwrap();
+    assert_eq!(recording.len(), 29, "the faulted room records nothing");
+    sim.advance(Duration::from_secs(40 * 60)); // 10:10: processed
+    let states = panopto.session_states(&sessions).await.unwrap();
+    assert_eq!(states[0].state, SessionState::Scheduled);
+    assert_eq!(states[0].duration, None);
+    assert_eq!(states[1].state, SessionState::Complete);
+    assert_eq!(states[1].duration(), Some(Duration::from_secs(3000)));
+    assert_eq!(states[1].start_time, Some(at(60)));
+    assert_eq!(states[1].remote_recorder_ids, vec![recorders[1].clone()]);
+
+    // Hundreds of ids: batches of 200, still a constant handful of calls.
+    let many: Vec<String> = (0..250)
+        .map(|n| {
+            sim.add_recorded_session(
+                &folder,
+                &format!("Old {n}"),
+                at(-600),
+                Duration::from_secs(60),
+            )
+            .unwrap()
+        })
+        .collect();
+    sim.reset_stats();
+    let states = panopto.session_states(&many).await.unwrap();
+    assert_eq!(states.len(), 250);
+    assert_eq!(sim.stats().count(SOAP_GET_SESSIONS_BY_ID), 2);
+    assert!(panopto.session_states(&[]).await.unwrap().is_empty());
+
+    // Bad SOAP credentials are a SOAP fault, not retried.
+    let wrong = client_with(PanoptoCredentials {
+        soap_password: Some("wrong".into()),
+        ..credentials(&sim)
+    });
+    match wrong.session_states(&sessions).await {
+        Err(PanoptoError::Soap(fault)) => {
+            assert_eq!(fault.code, "s:Client");
+            assert!(!fault.is_server_fault());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(wrong.stats().soap_requests, 1);
+    let no_soap = client_with(PanoptoCredentials {
+        soap_username: None,
+        ..credentials(&sim)
+    });
+    assert!(matches!(
+        no_soap.recorder_states(&recorders).await,
+        Err(PanoptoError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn lists_follow_every_page_once_and_writes_land() {
+    let sim = sim().await;
+    let panopto = client(&sim);
+    let folder = sim.add_folder("BIO 101", None).unwrap();
+    let archive = sim.add_folder("BIO 101 Archive", Some(&folder)).unwrap();
+    let ids: Vec<String> = (0..120)
+        .map(|n| {
+            sim.add_recorded_session(
+                &folder,
+                &format!("Lecture {n:03}"),
+                at(-300 + n),
+                Duration::from_secs(60),
+            )
+            .unwrap()
+        })
+        .collect();
+    sim.duplicate_in_listings(&ids[3]).unwrap();
+    sim.reset_stats();
+    let listed = panopto.folder_sessions(&folder).await.unwrap();
+    assert_eq!(listed.len(), 120, "each session once");
+    assert_eq!(sim.stats().count("GET /api/v1/folders/{id}/sessions"), 3);
+    assert_eq!(
+        panopto.search_sessions("lecture 00").await.unwrap().len(),
+        10
+    );
+    assert_eq!(
+        panopto.folder_children(&folder).await.unwrap()[0].id,
+        archive
+    );
+    assert_eq!(panopto.search_folders("archive").await.unwrap().len(), 1);
+    assert!(
+        panopto
+            .folder("11111111-1111-1111-1111-111111111111")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A person renamed it; coursewire puts it back and moves it.
+    sim.rename_session(&ids[0], "whatever").unwrap();
+    let fixed = panopto
+        .update_session(
+            &ids[0],
+            &SessionUpdate {
+                name: Some("BIO 101 Lecture 0".into()),
+                folder: Some(archive.clone()),
+                ..SessionUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fixed.name, "BIO 101 Lecture 0");
+    assert_eq!(fixed.folder.as_deref(), Some(archive.as_str()));
+
+    let providers = panopto.caption_providers().await.unwrap();
+    let verbit = providers.iter().find(|p| p.name == "Verbit").unwrap();
+    assert_eq!(
+        panopto
+            .folder_settings(&archive)
+            .await
+            .unwrap()
+            .caption_provider_id(),
+        None
+    );
+    let set = panopto
+        .set_folder_caption_provider(&archive, &verbit.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        set.automatic_caption_provider_name.as_deref(),
+        Some("Verbit")
+    );
+
+    let session = &ids[1];
+    sim.captions_never(session).unwrap();
+    assert!(
+        !panopto
+            .session(session)
+            .await
+            .unwrap()
+            .unwrap()
+            .has_captions()
+    );
+    panopto
+        .upload_captions(
+            session,
+            "English_USA",
+            b"1\n00:00:00,000 --> 00:00:02,000\nHello\n",
+        )
+        .await
+        .unwrap();
+    assert!(
+        panopto
+            .session(session)
+            .await
+            .unwrap()
+            .unwrap()
+            .has_captions()
+    );
+
+    let student = "22222222-2222-2222-2222-222222222222";
+    let grant = PermissionCreate::viewer(student, PrincipalType::User);
+    panopto
+        .grant_session_permission(session, &grant)
+        .await
+        .unwrap();
+    let granted = panopto.session_permissions(session).await.unwrap();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(
+        granted[0].principal.as_ref().unwrap().id.as_deref(),
+        Some(student)
+    );
+    panopto
+        .revoke_session_permission(session, &grant)
+        .await
+        .unwrap();
+    panopto
+        .revoke_session_permission(session, &grant)
+        .await
+        .unwrap();
+    assert!(
+        panopto
+            .session_permissions(session)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,313 @@
+//! Lecture capture end to end on the local stack with the simulated Panopto: a term imported
+//! into the teaching catalog, `recording-scheduler` booking its lectures (never twice, a
+//! crashed run's booking adopted, a recorder conflict surfaced), and `panopto-poller` turning
+//! what Panopto does into recording events on `recordings.fifo`: a completed recording with
+//! captions, a faulted recorder, a session renamed by a person, duplicate listings, and
+//! Panopto throttling and expiring its token mid-poll.
+
+use anyhow::{Context, Result, ensure};
+use chrono::{DateTime, Duration as Delta, Timelike, Utc};
+use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
+use coursewire_local::stack::StackOptions;
+use coursewire_panopto::{
+    HttpPanopto, MemoryCredentialStore, Panopto, PanoptoCredentials, ScheduledRecordingCreate,
+};
+use coursewire_pipeline::processor::StoredRow;
+use coursewire_simulators::panopto::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
+    PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
+};
+use coursewire_teaching::import::{ImportFile, ImportFiles, Importer};
+use coursewire_teaching::sections::CatalogDirectory;
+use coursewire_teaching::{DynamoTeachingStore, TeachingStore};
+use coursewire_tests::{Harness, take_queued};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const POLLER: &str = "PanoptoPollerFunction";
+const SCHEDULER: &str = "RecordingSchedulerFunction";
+
+fn credentials(sim: &PanoptoSim) -> Value {
+    json!({
+        "base_url": sim.base_url(),
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "soap_username": DEFAULT_SOAP_USER,
+        "soap_password": DEFAULT_SOAP_PASSWORD,
+    })
+}
+
+/// Sections A (recorded, room 1), B (recorded, room 2), C (a room without a recorder) and D
+/// (room 3, whose recorder someone else booked first), all meeting today from `start`.
+fn files(start: DateTime<Utc>, recorders: &[String]) -> ImportFiles {
+    let hm = |t: DateTime<Utc>| format!("{:02}:{:02}", t.hour(), t.minute());
+    let day = start.format("%Y-%m-%d").to_string();
+    let weekday = start.format("%a").to_string();
+    let end = start + Delta::minutes(50);
+    let rooms = format!(
+        "room_id,building,name,capacity,time_zone,recorder_id\n\
+         R1,Science,Science 1,100,UTC,{}\nR2,Science,Science 2,100,UTC,{}\n\
+         R3,Science,Science 3,100,UTC,{}\nR4,Humanities,Humanities 4,30,UTC,\n",
+        recorders[0], recorders[1], recorders[2]
+    );
+    let mut meetings = String::from(
+        "section_id,department,kind,room_id,days,start_time,end_time,term,term_start,term_end,time_zone,date\n",
+    );
+    for (section, room) in [("901", "R1"), ("902", "R2"), ("903", "R4"), ("904", "R3")] {
+        meetings.push_str(&format!(
+            "2107000000000{section},BIO,weekly,{room},{weekday},{},{},Today,{day},{day},,\n",
+            hm(start),
+            hm(end)
+        ));
+    }
+    let rules = r#"[{"scope": "department", "id": "BIO", "folder_template": "{term}/{course_code} {section}",
+        "session_template": "{course_code} {section} Lecture {n} ({date})", "caption_provider": "Panopto",
+        "caption_sla_hours": 48, "module_template": "Lecture recordings", "access": "section_roster",
+        "post": "before_captions", "enabled": true}]"#;
+    let file = |name: &str, text: String| {
+        Some(ImportFile {
+            name: name.into(),
+            text,
+        })
+    };
+    ImportFiles {
+        rooms: file("rooms.csv", rooms),
+        meetings: file("meetings.csv", meetings),
+        rules: file("rules.json", rules.to_string()),
+    }
+}
+
+async fn seed_sections(h: &Harness, table: &str) -> Result<()> {
+    let mut rows = vec![(
+        "course:21070000000000042".to_string(),
+        json!({"name": "Cell Biology", "course_code": "BIO-201"}),
+        None,
+    )];
+    for (n, section) in ["901", "902", "903", "904"].iter().enumerate() {
+        rows.push((
+            format!("section:2107000000000{section}"),
+            json!({"name": format!("Section 00{}", n + 1), "course_id": "21070000000000042"}),
+            Some("course:21070000000000042".to_string()),
+        ));
+    }
+    for (key, state, parent) in rows {
+        let mut record = EntityRecord::empty(&key);
+        record.sequence = 1;
+        record.state = state.as_object().cloned();
+        record.parent = parent;
+        h.ddb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(record.to_item()))
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+fn names(queued: &[coursewire_tests::QueuedRecord], session: &str) -> Vec<String> {
+    queued
+        .iter()
+        .filter(|q| q.group_id == format!("recording:{session}"))
+        .map(|q| q.message.event_name.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -> Result<()> {
+    // The simulated clock starts now and moves only when the test advances it.
+    let sim = PanoptoSim::start(PanoptoSimConfig {
+        time_scale: 0.0,
+        processing_time: Duration::from_secs(10 * 60),
+        caption_delay: Duration::from_secs(30 * 60),
+        ..PanoptoSimConfig::default()
+    })
+    .await?;
+    let recorders = sim.add_recorders(&["Science 1", "Science 2", "Science 3"]);
+    let h = Harness::start(
+        "capture",
+        StackOptions::default()
+            .pause(POLLER)
+            .pause(SCHEDULER)
+            .secret("PanoptoCredentialsSecret", credentials(&sim)),
+    )
+    .await?;
+    let teaching_table = h
+        .stack
+        .table_name("TeachingTable")
+        .context("no TeachingTable")?;
+    let catalog_table = h
+        .stack
+        .table_name("CatalogTable")
+        .context("no CatalogTable")?;
+    seed_sections(&h, catalog_table).await?;
+    let store = DynamoTeachingStore::new(h.ddb.clone(), teaching_table);
+
+    // Lectures start 10 minutes from now (whole minutes), so the poller watches them already.
+    let now = Utc::now();
+    let start = (now + Delta::minutes(10))
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .context("time")?;
+    let directory = CatalogDirectory::new(DynamoCatalog::new(h.ddb.clone(), catalog_table));
+    let importer = Importer::new(&store, &directory);
+    let plan = importer.prepare(&files(start, &recorders)).await?;
+    importer.apply(&plan, &|_, _| {}).await?;
+
+    // Someone else booked room 3's recorder over section D's lecture.
+    let foreign = HttpPanopto::new(
+        Arc::new(MemoryCredentialStore::new(serde_json::from_value::<
+            PanoptoCredentials,
+        >(credentials(&sim))?)),
+        Default::default(),
+    )?;
+    let other_folder = sim.add_folder("Facilities", None)?;
+    foreign
+        .create_scheduled_recording(&ScheduledRecordingCreate::on_recorder(
+            "Department meeting",
+            &other_folder,
+            &recorders[2],
+            start - Delta::minutes(5),
+            start + Delta::minutes(30),
+        ))
+        .await?;
+
+    // Book: A and B booked, C not recordable, D a conflict kept on its lecture.
+    let sections: Vec<String> = ["901", "902", "903", "904"]
+        .iter()
+        .map(|s| format!("2107000000000{s}"))
+        .collect();
+    let report = h
+        .stack
+        .invoke(SCHEDULER, json!({"sections": sections}))
+        .await?;
+    eprintln!("first booking run: {report}");
+    ensure!(report["booked"] == 2, "{report}");
+    ensure!(report["not_recorded"] == 1, "{report}");
+    ensure!(
+        report["conflicts"].as_array().map_or(0, Vec::len) == 1,
+        "{report}"
+    );
+    let d = store.lectures_of(&sections[3]).await?;
+    ensure!(
+        d[0].booking.is_none()
+            && d[0]
+                .booking_error
+                .as_deref()
+                .is_some_and(|e| e.contains("already booked")),
+        "{d:?}"
+    );
+    let a = store.lectures_of(&sections[0]).await?;
+    let a_session = a[0]
+        .booking
+        .as_ref()
+        .context("A not booked")?
+        .session_id
+        .clone();
+    let b = store.lectures_of(&sections[1]).await?;
+    let b_session = b[0]
+        .booking
+        .as_ref()
+        .context("B not booked")?
+        .session_id
+        .clone();
+    let a_name = sim.session(&a_session).context("A's session")?.name;
+    ensure!(
+        a_name
+            == format!(
+                "BIO-201 Section 001 Lecture 1 ({})",
+                start.format("%Y-%m-%d")
+            ),
+        "{a_name}"
+    );
+
+    // A run that crashed after Panopto booked A but before it was written down: adopted.
+    store.set_booking(&a[0].lecture, None, None).await?;
+    let again = h
+        .stack
+        .invoke(SCHEDULER, json!({"sections": sections}))
+        .await?;
+    ensure!(
+        again["booked"] == 0 && again["adopted"] == 1 && again["unchanged"] == 1,
+        "{again}"
+    );
+    let a = store.lectures_of(&sections[0]).await?;
+    ensure!(
+        a[0].booking.as_ref().map(|b| b.session_id.as_str()) == Some(a_session.as_str()),
+        "same session adopted"
+    );
+    let folder = a[0]
+        .booking
+        .as_ref()
+        .map(|b| b.folder_id.clone())
+        .context("folder")?;
+    sim.set_folder_caption_provider(&folder, Some("Panopto"))?;
+
+    // Tick 1: both sessions detected; B's recorder faults before class.
+    sim.fault_recorder(&recorders[1])?;
+    sim.duplicate_in_listings(&a_session)?;
+    h.stack.invoke(POLLER, json!({})).await?;
+    // Tick 2, mid-lecture, with Panopto throttling: A records.
+    sim.advance(Duration::from_secs(15 * 60));
+    sim.force_throttle(2, Duration::from_secs(1));
+    let tick = h.stack.invoke(POLLER, json!({})).await?;
+    ensure!(
+        tick["panopto_calls"] == 2,
+        "two batched calls per tick: {tick}"
+    );
+    ensure!(
+        sim.forced_throttles_pending() == 0,
+        "the 429s were met and retried"
+    );
+    // A person renames A by hand; the lecture ends and A completes. Its access token has
+    // expired meanwhile: the captions check (REST) fetches one new token.
+    sim.rename_session(&a_session, "Biology lecture (edited)")?;
+    sim.advance(Duration::from_secs(60 * 60));
+    sim.expire_tokens();
+    let tokens_before = sim.stats().count(TOKEN_ENDPOINT);
+    let tick = h.stack.invoke(POLLER, json!({})).await?;
+    let tokens_after = sim.stats().count(TOKEN_ENDPOINT);
+    ensure!(
+        tokens_after == tokens_before + 1,
+        "one new token: {tokens_before} → {tokens_after}, {tick}"
+    );
+    ensure!(
+        tick["panopto_calls"] == 3,
+        "two batched calls and one captions check: {tick}"
+    );
+    // Captions arrive.
+    sim.advance(Duration::from_secs(30 * 60));
+    let soap_before = sim.stats().count(SOAP_GET_SESSIONS_BY_ID);
+    h.stack.invoke(POLLER, json!({})).await?;
+    ensure!(sim.stats().count(SOAP_GET_SESSIONS_BY_ID) == soap_before + 1);
+    // Nothing changed: nothing new.
+    let quiet = h.stack.invoke(POLLER, json!({})).await?;
+    ensure!(quiet["events"] == 0, "{quiet}");
+
+    let queue = h.queue("RecordingsQueue")?;
+    let queued = take_queued(&h.sqs, queue).await?;
+    let a_events = names(&queued, &a_session);
+    ensure!(
+        a_events
+            == [
+                "session_detected",
+                "recorder_state_changed",
+                "recording_started",
+                "recorder_state_changed",
+                "session_renamed",
+                "recording_stopped",
+                "recording_complete",
+                "captions_available"
+            ],
+        "A: {a_events:?}"
+    );
+    let b_events = names(&queued, &b_session);
+    ensure!(
+        b_events == ["recorder_state_changed", "session_detected"],
+        "B: {b_events:?}"
+    );
+    sim.stop().await;
+    h.stop().await;
+    Ok(())
+}
