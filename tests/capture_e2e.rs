@@ -38,29 +38,54 @@ fn credentials(sim: &PanoptoSim) -> Value {
     })
 }
 
-/// Sections A (recorded, room 1), B (recorded, room 2), C (a room without a recorder) and D
-/// (room 3, whose recorder someone else booked first), all meeting today from `start`.
-fn files(start: DateTime<Utc>, recorders: &[String]) -> ImportFiles {
+/// One section's weekly meeting today.
+struct Meeting {
+    section: &'static str,
+    room: &'static str,
+    start: DateTime<Utc>,
+    minutes: i64,
+}
+
+/// Sections A (recorded, room 1), B (recorded, room 2), C (a room without a recorder), D
+/// (room 3, whose recorder someone else booked first) and E (room 5), meeting today, plus
+/// `extra` meetings.csv rows.
+fn files(
+    start: DateTime<Utc>,
+    recorders: &[String],
+    changed: &[Meeting],
+    extra: &str,
+) -> ImportFiles {
     let hm = |t: DateTime<Utc>| format!("{:02}:{:02}", t.hour(), t.minute());
     let day = start.format("%Y-%m-%d").to_string();
     let weekday = start.format("%a").to_string();
-    let end = start + Delta::minutes(50);
     let rooms = format!(
         "room_id,building,name,capacity,time_zone,recorder_id\n\
          R1,Science,Science 1,100,UTC,{}\nR2,Science,Science 2,100,UTC,{}\n\
-         R3,Science,Science 3,100,UTC,{}\nR4,Humanities,Humanities 4,30,UTC,\n",
-        recorders[0], recorders[1], recorders[2]
+         R3,Science,Science 3,100,UTC,{}\nR4,Humanities,Humanities 4,30,UTC,\n\
+         R5,Science,Science 5,100,UTC,{}\nR6,Science,Science 6,100,UTC,{}\n",
+        recorders[0], recorders[1], recorders[2], recorders[3], recorders[4]
     );
     let mut meetings = String::from(
         "section_id,department,kind,room_id,days,start_time,end_time,term,term_start,term_end,time_zone,date\n",
     );
-    for (section, room) in [("901", "R1"), ("902", "R2"), ("903", "R4"), ("904", "R3")] {
+    let defaults = [
+        ("901", "R1"),
+        ("902", "R2"),
+        ("903", "R4"),
+        ("904", "R3"),
+        ("905", "R5"),
+    ];
+    for (section, room) in defaults {
+        let meeting = changed.iter().find(|m| m.section == section);
+        let (room, from, minutes) =
+            meeting.map_or((room, start, 50), |m| (m.room, m.start, m.minutes));
         meetings.push_str(&format!(
             "2107000000000{section},BIO,weekly,{room},{weekday},{},{},Today,{day},{day},,\n",
-            hm(start),
-            hm(end)
+            hm(from),
+            hm(from + Delta::minutes(minutes))
         ));
     }
+    meetings.push_str(extra);
     let rules = r#"[{"scope": "department", "id": "BIO", "folder_template": "{term}/{course_code} {section}",
         "session_template": "{course_code} {section} Lecture {n} ({date})", "caption_provider": "Panopto",
         "caption_sla_hours": 48, "module_template": "Lecture recordings", "access": "section_roster",
@@ -84,7 +109,7 @@ async fn seed_sections(h: &Harness, table: &str) -> Result<()> {
         json!({"name": "Cell Biology", "course_code": "BIO-201"}),
         None,
     )];
-    for (n, section) in ["901", "902", "903", "904"].iter().enumerate() {
+    for (n, section) in ["901", "902", "903", "904", "905"].iter().enumerate() {
         rows.push((
             format!("section:2107000000000{section}"),
             json!({"name": format!("Section 00{}", n + 1), "course_id": "21070000000000042"}),
@@ -124,7 +149,13 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         ..PanoptoSimConfig::default()
     })
     .await?;
-    let recorders = sim.add_recorders(&["Science 1", "Science 2", "Science 3"]);
+    let recorders = sim.add_recorders(&[
+        "Science 1",
+        "Science 2",
+        "Science 3",
+        "Science 5",
+        "Science 6",
+    ]);
     let h = Harness::start(
         "capture",
         StackOptions::default()
@@ -152,8 +183,16 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .context("time")?;
     let directory = CatalogDirectory::new(DynamoCatalog::new(h.ddb.clone(), catalog_table));
     let importer = Importer::new(&store, &directory);
-    let plan = importer.prepare(&files(start, &recorders)).await?;
-    importer.apply(&plan, &|_, _| {}).await?;
+    let import = |changed: Vec<Meeting>, extra: String| {
+        let files = files(start, &recorders, &changed, &extra);
+        let importer = &importer;
+        async move {
+            let plan = importer.prepare(&files).await?;
+            importer.apply(&plan, &|_, _| {}).await?;
+            anyhow::Ok(plan)
+        }
+    };
+    import(Vec::new(), String::new()).await?;
 
     // Someone else booked room 3's recorder over section D's lecture.
     let foreign = HttpPanopto::new(
@@ -174,7 +213,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .await?;
 
     // Book: A and B booked, C not recordable, D a conflict kept on its lecture.
-    let sections: Vec<String> = ["901", "902", "903", "904"]
+    let sections: Vec<String> = ["901", "902", "903", "904", "905"]
         .iter()
         .map(|s| format!("2107000000000{s}"))
         .collect();
@@ -183,7 +222,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .invoke(SCHEDULER, json!({"sections": sections}))
         .await?;
     eprintln!("first booking run: {report}");
-    ensure!(report["booked"] == 2, "{report}");
+    ensure!(report["booked"] == 3, "{report}");
     ensure!(report["not_recorded"] == 1, "{report}");
     ensure!(
         report["conflicts"].as_array().map_or(0, Vec::len) == 1,
@@ -229,7 +268,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .invoke(SCHEDULER, json!({"sections": sections}))
         .await?;
     ensure!(
-        again["booked"] == 0 && again["adopted"] == 1 && again["unchanged"] == 1,
+        again["booked"] == 0 && again["adopted"] == 1 && again["unchanged"] == 2,
         "{again}"
     );
     let a = store.lectures_of(&sections[0]).await?;
@@ -243,6 +282,92 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .map(|b| b.folder_id.clone())
         .context("folder")?;
     sim.set_folder_caption_provider(&folder, Some("Panopto"))?;
+
+    // The catalog changes and the bookings follow: B's class moves by a minute and runs
+    // longer (the booking is moved), E changes room (re-booked on the new recorder), then E's
+    // meeting is cancelled (its booking is cancelled).
+    let b_moved = Meeting {
+        section: "902",
+        room: "R2",
+        start: start + Delta::minutes(1),
+        minutes: 70,
+    };
+    let plan = import(vec![b_moved], String::new()).await?;
+    ensure!(
+        plan.sections() == [sections[1].clone()],
+        "only B changed: {:?}",
+        plan.sections()
+    );
+    let moved = h
+        .stack
+        .invoke(SCHEDULER, json!({"sections": plan.sections()}))
+        .await?;
+    ensure!(moved["moved"] == 1, "{moved}");
+    let b = store.lectures_of(&sections[1]).await?;
+    let b_booking = b[0].booking.as_ref().context("B's booking")?;
+    ensure!(
+        b_booking.session_id == b_session && b_booking.end == start + Delta::minutes(71),
+        "{b_booking:?}"
+    );
+    let e_session = store.lectures_of(&sections[4]).await?[0]
+        .booking
+        .as_ref()
+        .context("E booked")?
+        .session_id
+        .clone();
+    let b_again = || Meeting {
+        section: "902",
+        room: "R2",
+        start: start + Delta::minutes(1),
+        minutes: 70,
+    };
+    let e_room = Meeting {
+        section: "905",
+        room: "R6",
+        start,
+        minutes: 50,
+    };
+    let plan = import(vec![b_again(), e_room], String::new()).await?;
+    let rebooked = h
+        .stack
+        .invoke(SCHEDULER, json!({"sections": plan.sections()}))
+        .await?;
+    ensure!(rebooked["rebooked"] == 1, "{rebooked}");
+    let e = store.lectures_of(&sections[4]).await?;
+    let e_booking = e[0].booking.as_ref().context("E re-booked")?;
+    ensure!(
+        e_booking.recorder_id == recorders[4] && e_booking.session_id != e_session,
+        "{e_booking:?}"
+    );
+    ensure!(
+        sim.session(&e_session).is_none(),
+        "the old booking was cancelled in Panopto"
+    );
+    let e_session = e_booking.session_id.clone();
+    let cancelled_row = format!(
+        "2107000000000905,,cancelled,,,,,,,,,{}\n",
+        start.format("%Y-%m-%d")
+    );
+    let e_room = Meeting {
+        section: "905",
+        room: "R6",
+        start,
+        minutes: 50,
+    };
+    let plan = import(vec![b_again(), e_room], cancelled_row).await?;
+    let cancelled = h
+        .stack
+        .invoke(SCHEDULER, json!({"sections": plan.sections()}))
+        .await?;
+    ensure!(cancelled["cancelled"] == 1, "{cancelled}");
+    ensure!(
+        sim.session(&e_session).is_none(),
+        "E's booking was cancelled in Panopto"
+    );
+    ensure!(
+        store.lectures_of(&sections[4]).await?[0].booking.is_none(),
+        "and forgotten"
+    );
 
     // Tick 1: both sessions detected; B's recorder faults before class.
     sim.fault_recorder(&recorders[1])?;

@@ -65,7 +65,7 @@ async fn signed_webhook_events_reach_the_recordings_queue_and_bad_ones_are_refus
             "event": kind,
             "session_id": session,
             "occurred_at": "2026-10-27T14:20:00Z",
-            "lecture": {"section_id": "21070000000000101", "slot": "2026-10-27T09:00"},
+            "lecture": {"section_id": "21070000000000101", "slot": "2026-10-27#1"},
             "details": {"source": "middleware"}
         }))
     };

@@ -11,7 +11,7 @@ use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_local::stack::StackOptions;
 use coursewire_pipeline::processor::StoredRow;
 use coursewire_teaching::import::{Action, ImportFailure, ImportFile, ImportFiles, Importer, Plan};
-use coursewire_teaching::sections::CatalogDirectory;
+use coursewire_teaching::sections::{CanvasDirectory, CatalogDirectory};
 use coursewire_teaching::{DynamoTeachingStore, Kind, LectureStatus, TeachingStore};
 use coursewire_tests::{Harness, repo_root};
 use serde_json::{Map, Value, json};
@@ -69,6 +69,25 @@ async fn seed_canvas_catalog(h: &Harness, table: &str) -> Result<()> {
             Some("course:21070000000000077"),
         ),
     ];
+    let enrollments = [
+        (
+            "enrollment:21070000000009001",
+            json!({"type": "TeacherEnrollment", "section_id": "21070000000000101", "course_id": "21070000000000042", "user_id": "21070000000005001", "workflow_state": "active"}),
+        ),
+        (
+            "enrollment:21070000000009002",
+            json!({"type": "StudentEnrollment", "section_id": "21070000000000101", "course_id": "21070000000000042", "user_id": "21070000000005002", "workflow_state": "active"}),
+        ),
+        (
+            "enrollment:21070000000009003",
+            json!({"type": "TeacherEnrollment", "section_id": "21070000000000102", "course_id": "21070000000000042", "user_id": "21070000000005003", "workflow_state": "active"}),
+        ),
+    ];
+    let rows = rows.into_iter().chain(
+        enrollments
+            .into_iter()
+            .map(|(key, state)| (key, state, Some("course:21070000000000042"))),
+    );
     for (key, state, parent) in rows {
         let mut record = EntityRecord::empty(key);
         record.sequence = 1;
@@ -260,6 +279,12 @@ async fn imports_are_checked_whole_idempotent_and_resumable() -> Result<()> {
         "HUM-012 has no recorder"
     );
 
+    // Who teaches a section is read from the Canvas catalog (teacher enrollments).
+    let teachers = directory
+        .instructors("21070000000000042", "21070000000000101")
+        .await?;
+    ensure!(teachers == ["21070000000005001"], "{teachers:?}");
+
     // A holiday added later: that day's lectures are cancelled (kept), later ones renumbered.
     let mut holiday = examples()?;
     if let Some(meetings) = holiday.meetings.as_mut() {
@@ -290,7 +315,7 @@ async fn imports_are_checked_whole_idempotent_and_resumable() -> Result<()> {
     let bio = store.lectures_of("21070000000000101").await?;
     let oct13 = bio
         .iter()
-        .find(|r| r.lecture.slot() == "2026-10-13T09:00")
+        .find(|r| r.lecture.slot() == "2026-10-13#1")
         .context("Oct 13 kept")?;
     ensure!(
         oct13.lecture.status == LectureStatus::Cancelled,

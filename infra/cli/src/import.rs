@@ -3,6 +3,8 @@
 
 use anyhow::{Context, Result};
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_panopto::{HttpPanopto, HttpSettings};
+use coursewire_recordings::booking::Scheduler;
 use coursewire_teaching::import::{Action, ImportFailure, ImportFile, ImportFiles, Importer, Plan};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, Kind};
@@ -10,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Changes listed one by one in the report (all are counted).
@@ -35,8 +38,13 @@ const CHANGES_SHOWN: usize = 25;
                   columns of each file are described in the README (\"Teaching catalog\").\n\n\
                   AWS access uses the standard AWS configuration; set AWS_ENDPOINT_URL to the \
                   moto endpoint `coursewire-local up` prints to import into the local stack.\n\n\
+                  After writing, the imported sections' lectures are booked in Panopto right \
+                  away, as the recording-scheduler function does every 15 minutes \
+                  (--no-booking skips it). That needs read access to the Panopto credentials \
+                  secret.\n\n\
                   Exit status: 0 when the import was applied (dry run: planned), 1 when the \
-                  files have errors or a write failed, 2 for invalid options.",
+                  files have errors, a write failed or a lecture could not be booked, 2 for \
+                  invalid options.",
     after_help = "Examples:\n  \
                   coursewire import --stage prod --rooms rooms.csv --meetings meetings.csv --rules rules.json --dry-run\n  \
                   coursewire import --stage prod --meetings fall-2026/meetings.csv"
@@ -63,6 +71,14 @@ pub struct Args {
     /// Canvas catalog table, instead of the one derived from --stage.
     #[arg(long, value_name = "TABLE")]
     catalog_table: Option<String>,
+    /// After the import, do not book the imported sections' lectures in Panopto now (the
+    /// recording-scheduler function still does within 15 minutes).
+    #[arg(long)]
+    no_booking: bool,
+    /// Panopto credentials secret, instead of the one derived from --stage
+    /// (coursewire/<stage>/panopto).
+    #[arg(long, value_name = "SECRET")]
+    panopto_secret: Option<String>,
 }
 
 pub async fn main(args: Args) -> ExitCode {
@@ -109,6 +125,7 @@ async fn run(args: &Args) -> Result<ExitCode> {
         .catalog_table
         .clone()
         .unwrap_or_else(|| format!("coursewire-catalog-{}", args.stage));
+    let dynamodb_for_booking = dynamodb.clone();
     let store = DynamoTeachingStore::new(dynamodb.clone(), &teaching_table);
     let directory = CatalogDirectory::new(DynamoCatalog::new(dynamodb, &catalog_table));
     let importer = Importer::new(&store, &directory);
@@ -151,7 +168,18 @@ async fn run(args: &Args) -> Result<ExitCode> {
                 plan.changes.len(),
                 started.elapsed().as_secs_f64()
             );
-            Ok(ExitCode::SUCCESS)
+            if args.no_booking || plan.sections().is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            book(
+                args,
+                &aws,
+                &dynamodb_for_booking,
+                &teaching_table,
+                &catalog_table,
+                &plan.sections(),
+            )
+            .await
         }
         Err(e) => {
             println!(
@@ -161,6 +189,60 @@ async fn run(args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Books the imported sections' lectures in Panopto now, as recording-scheduler would.
+async fn book(
+    args: &Args,
+    aws: &aws_config::SdkConfig,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    teaching_table: &str,
+    catalog_table: &str,
+    sections: &[String],
+) -> Result<ExitCode> {
+    let secret = args
+        .panopto_secret
+        .clone()
+        .unwrap_or_else(|| format!("coursewire/{}/panopto", args.stage));
+    let panopto = HttpPanopto::from_secrets_manager(
+        aws_sdk_secretsmanager::Client::new(aws),
+        secret,
+        HttpSettings::default(),
+    )?;
+    let scheduler = Scheduler::new(
+        Arc::new(DynamoTeachingStore::new(dynamodb.clone(), teaching_table)),
+        Arc::new(panopto),
+        Arc::new(CatalogDirectory::new(DynamoCatalog::new(
+            dynamodb.clone(),
+            catalog_table,
+        ))),
+    );
+    println!(
+        "\nBooking the lectures of {} section(s) in Panopto…",
+        sections.len()
+    );
+    let report = scheduler
+        .sync_sections(sections, chrono::Utc::now())
+        .await?;
+    println!(
+        "  booked {}, found already booked {}, moved {}, re-booked {}, cancelled {}, unchanged {}, not recorded {}",
+        report.booked,
+        report.adopted,
+        report.moved,
+        report.rebooked,
+        report.cancelled,
+        report.unchanged,
+        report.not_recorded
+    );
+    for (lecture, why) in report.conflicts.iter().chain(&report.failed) {
+        println!("  {lecture}: {why}");
+    }
+    Ok(if report.conflicts.is_empty() && report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("  Conflicts are kept on their lectures; recording-scheduler retries failures.");
+        ExitCode::from(1)
+    })
 }
 
 fn print_plan(plan: &Plan, dry_run: bool) {

@@ -122,20 +122,7 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A JSON error without the offending value (which may be a secret or a person's name).
-pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    if text.starts_with("missing field") || text.starts_with("unknown variant") {
-        text.split(" at line").next().unwrap_or(&text).to_string()
-    } else {
-        format!(
-            "{:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        )
-    }
-}
+pub(crate) use coursewire_runtime::secrets::describe_json_error;
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use coursewire_pipeline::inbox::DynamoInbox;
 use coursewire_pipeline::intake::Intake;
 use coursewire_runtime::config::{ConfigError, Env};
 use coursewire_runtime::function::BuildError;
+use coursewire_runtime::secrets::JsonSecret;
 use coursewire_runtime::telemetry::MetricsSink;
 use coursewire_teaching::DynamoTeachingStore;
 use coursewire_teaching::sections::CatalogDirectory;
@@ -113,22 +114,11 @@ pub async fn webhook(
 ) -> Result<Webhook, BuildError> {
     let env = Env::new(get);
     let secret_id = env.required("WEBHOOK_SECRET_ID")?;
-    let secret = aws_sdk_secretsmanager::Client::new(aws)
-        .get_secret_value()
-        .secret_id(&secret_id)
-        .send()
-        .await
-        .map_err(|e| {
-            BuildError::Clients(format!(
-                "reading the webhook secret: {}",
-                coursewire_runtime::aws::classify(&e)
-            ))
-        })?;
-    let parsed: WebhookSecret = serde_json::from_str(secret.secret_string().unwrap_or_default())
-        .map_err(|_| ConfigError::Invalid {
-            name: "WEBHOOK_SECRET_ID",
-            reason: "the secret is not JSON with a signing_secret".into(),
-        })?;
+    let parsed: WebhookSecret =
+        JsonSecret::new(aws_sdk_secretsmanager::Client::new(aws), secret_id)
+            .load()
+            .await
+            .map_err(|e| BuildError::Clients(format!("reading the webhook signing secret: {e}")))?;
     let keys = SigningKeys::new(
         &parsed.signing_secret,
         parsed.previous_signing_secret.as_deref(),

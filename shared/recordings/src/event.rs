@@ -75,7 +75,7 @@ impl RecordingEventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LectureRef {
     pub section_id: String,
-    /// `2026-10-27T09:00` (local date and start).
+    /// `2026-10-27#1`: the local date and the section's meeting number that day.
     pub slot: String,
 }
 
@@ -168,7 +168,7 @@ mod tests {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let lecture = LectureRef {
             section_id: "101".into(),
-            slot: "2026-10-27T09:00".into(),
+            slot: "2026-10-27#1".into(),
         };
         let a = RecordingEvent::new(
             RecordingEventKind::RecordingComplete,

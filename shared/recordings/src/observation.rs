@@ -193,7 +193,7 @@ mod tests {
     ) -> (Vec<&'static str>, Option<Observation>) {
         let lecture = LectureRef {
             section_id: "101".into(),
-            slot: "2026-10-27T09:00".into(),
+            slot: "2026-10-27#1".into(),
         };
         let seen = Sighting {
             session_id: "s-1",
@@ -287,7 +287,7 @@ mod tests {
         let complete = status(SessionState::Complete, "x", "f-1");
         let lecture = LectureRef {
             section_id: "101".into(),
-            slot: "2026-10-27T09:00".into(),
+            slot: "2026-10-27#1".into(),
         };
         let seen = |now: &str| Sighting {
             session_id: "s-1",

@@ -15,6 +15,7 @@ use coursewire_runtime::function::{HandlerError, InvokeHandler, ScheduleHandler}
 use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink, Unit};
 use coursewire_teaching::{LectureRow, LectureStatus, TeachingStore};
+use futures::{StreamExt, stream};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -45,6 +46,17 @@ pub enum PollError {
     Catalog(#[from] ServiceError),
     #[error("Panopto: {0}")]
     Panopto(#[from] PanoptoError),
+}
+
+/// Lectures looked at concurrently within a tick.
+const CONCURRENT_LECTURES: usize = 16;
+
+/// What looking at one lecture did.
+#[derive(Default)]
+struct Sighted {
+    events: usize,
+    panopto_calls: usize,
+    failed: bool,
 }
 
 /// What one tick did (the benchmark and tests read it).
@@ -133,72 +145,101 @@ impl Poller {
                 .or_insert(recorder.state);
         }
         report.panopto_calls = 2;
-        for row in watched {
-            let Some(booking) = &row.booking else {
-                continue;
-            };
-            let previous = Observation::from_value(row.observed.as_ref());
-            let status = statuses.get(&booking.session_id);
-            if status.is_none() {
-                tracing::warn!(
-                    session = booking.session_id.as_str(),
-                    section = row.lecture.section_id.as_str(),
-                    "a booked session is not in Panopto (deleted by hand?)"
-                );
-            }
-            let captions = previous.captions
-                || match status {
-                    Some(s) if s.state == SessionState::Complete => {
-                        report.panopto_calls += 1;
-                        match self.panopto.session(&booking.session_id).await {
-                            Ok(session) => session.is_some_and(|s| s.has_captions()),
-                            Err(e) => {
-                                tracing::warn!(error = %e, session = booking.session_id.as_str(), "could not read a session's captions; next tick retries");
-                                false
-                            }
-                        }
-                    }
-                    _ => false,
-                };
-            let lecture = LectureRef {
-                section_id: row.lecture.section_id.clone(),
-                slot: row.lecture.slot(),
-            };
-            let sighting = Sighting {
-                session_id: &booking.session_id,
-                lecture: &lecture,
-                scheduled_start: row.lecture.start,
-                scheduled_end: row.lecture.end,
-                recorder_id: Some(&booking.recorder_id),
-                status,
-                recorder: recorders.get(&booking.recorder_id).copied(),
-                captions,
-                now,
-            };
-            let (events, next) = changes(&previous, &sighting);
-            let Some(next) = next else { continue };
-            let results = self.intake.accept(&events, &delivery::POLLER, now).await;
-            let stored = results.iter().all(Result::is_ok);
-            report.events += events.len();
-            if !stored {
-                report.failed += 1;
-                tracing::warn!(
-                    session = booking.session_id.as_str(),
-                    "recording events not all stored; next tick repeats them"
-                );
-                continue;
-            }
-            let value =
-                serde_json::to_value(&next).map_err(|e| ServiceError::Permanent(e.to_string()))?;
-            // If this write fails the next tick re-emits the same events (same identity),
-            // which the inbox deduplicates.
-            if let Err(e) = self.teaching.set_observed(&row.lecture, &value).await {
-                report.failed += 1;
-                tracing::warn!(error = %e, "could not store a sighting; next tick repeats it");
-            }
+        // Lectures are independent: look at several at once (a tick after an outage may find
+        // every lecture due changed).
+        let looks: Vec<_> = watched
+            .iter()
+            .map(|row| self.look(row, &statuses, &recorders, now))
+            .collect();
+        let outcomes: Vec<Sighted> = stream::iter(looks)
+            .buffer_unordered(CONCURRENT_LECTURES)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            report.events += outcome.events;
+            report.panopto_calls += outcome.panopto_calls;
+            report.failed += usize::from(outcome.failed);
         }
         self.emit(&report);
         Ok(report)
+    }
+
+    /// One lecture: its sighting compared with the last, the events stored and enqueued,
+    /// then the sighting saved (in that order, so a crash in between repeats the events,
+    /// which the inbox deduplicates, and never loses them).
+    async fn look(
+        &self,
+        row: &LectureRow,
+        statuses: &BTreeMap<String, SessionStatus>,
+        recorders: &BTreeMap<String, RecorderState>,
+        now: DateTime<Utc>,
+    ) -> Sighted {
+        let mut outcome = Sighted::default();
+        let Some(booking) = &row.booking else {
+            return outcome;
+        };
+        let previous = Observation::from_value(row.observed.as_ref());
+        let status = statuses.get(&booking.session_id);
+        if status.is_none() {
+            tracing::warn!(
+                session = booking.session_id.as_str(),
+                section = row.lecture.section_id.as_str(),
+                "a booked session is not in Panopto (deleted by hand?)"
+            );
+        }
+        let captions = previous.captions
+            || match status {
+                Some(s) if s.state == SessionState::Complete => {
+                    outcome.panopto_calls += 1;
+                    match self.panopto.session(&booking.session_id).await {
+                        Ok(session) => session.is_some_and(|s| s.has_captions()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, session = booking.session_id.as_str(), "could not read a session's captions; next tick retries");
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+        let lecture = LectureRef {
+            section_id: row.lecture.section_id.clone(),
+            slot: row.lecture.slot(),
+        };
+        let sighting = Sighting {
+            session_id: &booking.session_id,
+            lecture: &lecture,
+            scheduled_start: row.lecture.start,
+            scheduled_end: row.lecture.end,
+            recorder_id: Some(&booking.recorder_id),
+            status,
+            recorder: recorders.get(&booking.recorder_id).copied(),
+            captions,
+            now,
+        };
+        let (events, next) = changes(&previous, &sighting);
+        let Some(next) = next else {
+            return outcome;
+        };
+        outcome.events = events.len();
+        let results = self.intake.accept(&events, &delivery::POLLER, now).await;
+        if !results.iter().all(Result::is_ok) {
+            outcome.failed = true;
+            tracing::warn!(
+                session = booking.session_id.as_str(),
+                "recording events not all stored; next tick repeats them"
+            );
+            return outcome;
+        }
+        let saved = match serde_json::to_value(&next) {
+            Ok(value) => self.teaching.set_observed(&row.lecture, &value).await,
+            Err(e) => Err(ServiceError::Permanent(e.to_string())),
+        };
+        // If this write fails the next tick re-emits the same events (same identity).
+        if let Err(e) = saved {
+            outcome.failed = true;
+            tracing::warn!(error = %e, "could not store a sighting; next tick repeats it");
+        }
+        outcome
     }
 
     fn emit(&self, report: &TickReport) {

@@ -7,6 +7,7 @@
 //! - [`service`]: the ports' error for a failed call: transient or permanent
 //! - [`aws`]: classifying AWS SDK failures into it; DynamoDB paging
 //! - [`retry`]: the HTTP clients' retry settings, jittered backoff and `Retry-After`
+//! - [`secrets`]: a Secrets Manager secret holding JSON, errors that never quote it
 //! - [`config`]: reading a function's environment with errors that name the variable
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
@@ -14,5 +15,6 @@ pub mod aws;
 pub mod config;
 pub mod function;
 pub mod retry;
+pub mod secrets;
 pub mod service;
 pub mod telemetry;

@@ -15,8 +15,11 @@ pub struct Lecture {
     /// The section's Canvas course and department, for the rule that governs it.
     pub course_id: String,
     pub department: String,
-    /// The local date and start time: with the section, they identify the lecture.
+    /// The local date and, with `meeting`, the lecture's identity within its section.
     pub local_date: NaiveDate,
+    /// 1 for the section's first meeting of that day, 2 for a second one, ...: a meeting
+    /// whose time changes stays the same lecture (its booking is moved, not replaced).
+    pub meeting: u32,
     pub local_start: NaiveTime,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -39,14 +42,10 @@ pub enum LectureStatus {
 }
 
 impl Lecture {
-    /// The lecture's id within its section: `2026-10-27T09:00`.
+    /// The lecture's id within its section: `2026-10-27#1` (the day's first meeting).
     pub fn slot(&self) -> String {
-        slot(self.local_date, self.local_start)
+        format!("{}#{}", self.local_date.format("%Y-%m-%d"), self.meeting)
     }
-}
-
-pub fn slot(date: NaiveDate, start: NaiveTime) -> String {
-    format!("{}T{}", date.format("%Y-%m-%d"), start.format("%H:%M"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,13 +83,18 @@ pub fn expand(
     for extra in &pattern.extra {
         meetings.insert((extra.date, extra.start), (extra.end, &extra.room_id));
     }
-    let mut lectures = Vec::with_capacity(meetings.len());
+    let mut lectures: Vec<Lecture> = Vec::with_capacity(meetings.len());
     for (number, ((date, start), (end, room_id))) in meetings.into_iter().enumerate() {
+        let meeting = match lectures.last() {
+            Some(previous) if previous.local_date == date => previous.meeting + 1,
+            _ => 1,
+        };
         lectures.push(Lecture {
             section_id: pattern.section_id.clone(),
             course_id: pattern.course_id.clone(),
             department: pattern.department.clone(),
             local_date: date,
+            meeting,
             local_start: start,
             start: instant(pattern.time_zone, date.and_time(start)),
             end: instant(pattern.time_zone, date.and_time(end)),
@@ -178,12 +182,12 @@ mod tests {
         assert_eq!(
             slots,
             [
-                "2026-10-20T09:00",
-                "2026-10-22T09:00",
-                "2026-10-27T09:00",
-                "2026-10-31T13:00",
-                "2026-11-03T09:00",
-                "2026-11-05T09:00",
+                "2026-10-20#1",
+                "2026-10-22#1",
+                "2026-10-27#1",
+                "2026-10-31#1",
+                "2026-11-03#1",
+                "2026-11-05#1",
             ]
         );
         // 09:00 EDT is 13:00 UTC; 09:00 EST is 14:00 UTC.

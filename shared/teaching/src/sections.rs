@@ -1,5 +1,5 @@
 //! What the teaching catalog reads from the Canvas catalog the change bus keeps: a section's
-//! course, names and codes. Never copied: looked up when needed.
+//! course, names and codes, and who teaches it. Never copied: looked up when needed.
 
 use async_trait::async_trait;
 use coursewire_live_events::catalog::DynamoCatalog;
@@ -22,6 +22,13 @@ pub trait CanvasDirectory: Send + Sync {
     /// The sections among `ids` that the Canvas catalog has (and has not deleted).
     async fn sections(&self, ids: &[String])
     -> Result<BTreeMap<String, SectionInfo>, ServiceError>;
+    /// The Canvas user ids teaching `section_id` of `course_id` now: its active teacher
+    /// enrollments (Canvas's `TeacherEnrollment`), read from the catalog, never copied.
+    async fn instructors(
+        &self,
+        course_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<String>, ServiceError>;
 }
 
 /// The Canvas catalog table as a directory (two BatchGetItem rounds: sections, then courses).
@@ -93,21 +100,56 @@ impl CanvasDirectory for CatalogDirectory {
             })
             .collect())
     }
+
+    async fn instructors(
+        &self,
+        course_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut users: Vec<String> = self
+            .catalog
+            .children(&format!("course:{course_id}"))
+            .await?
+            .into_iter()
+            .filter(|row| row.entity_type == "enrollment" && !row.deleted)
+            .filter_map(|row| row.state)
+            .filter(|state| teaches(state, section_id))
+            .map(|state| field(&state, "user_id"))
+            .filter(|user| !user.is_empty())
+            .collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
 }
 
-/// A fixed directory (unit tests, dry runs against a file of sections).
-#[derive(Debug, Clone, Default)]
-pub struct FixedDirectory(pub BTreeMap<String, SectionInfo>);
+/// Whether a catalog enrollment row makes its user an instructor of `section_id`.
+fn teaches(state: &serde_json::Map<String, Value>, section_id: &str) -> bool {
+    field(state, "type") == "TeacherEnrollment"
+        && field(state, "section_id") == section_id
+        && matches!(field(state, "workflow_state").as_str(), "active" | "")
+}
 
-#[async_trait]
-impl CanvasDirectory for FixedDirectory {
-    async fn sections(
-        &self,
-        ids: &[String],
-    ) -> Result<BTreeMap<String, SectionInfo>, ServiceError> {
-        Ok(ids
-            .iter()
-            .filter_map(|id| self.0.get(id).map(|info| (id.clone(), info.clone())))
-            .collect())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_active_teachers_of_the_section_count() {
+        let row = |value: Value| value.as_object().cloned().unwrap();
+        let teacher = row(
+            json!({"type": "TeacherEnrollment", "section_id": "s1", "workflow_state": "active", "user_id": "u1"}),
+        );
+        assert!(teaches(&teacher, "s1"));
+        assert!(!teaches(&teacher, "s2"), "another section");
+        let student = row(
+            json!({"type": "StudentEnrollment", "section_id": "s1", "workflow_state": "active"}),
+        );
+        assert!(!teaches(&student, "s1"));
+        let gone = row(
+            json!({"type": "TeacherEnrollment", "section_id": "s1", "workflow_state": "completed"}),
+        );
+        assert!(!teaches(&gone, "s1"));
     }
 }

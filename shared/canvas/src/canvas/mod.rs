@@ -115,17 +115,4 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let safe = text.starts_with("missing field") || text.starts_with("duplicate field");
-    if safe {
-        text
-    } else {
-        format!(
-            "{:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        )
-    }
-}
+pub(crate) use coursewire_runtime::secrets::describe_json_error;

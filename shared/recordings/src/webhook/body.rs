@@ -2,7 +2,7 @@
 //!
 //! ```json
 //! {"event": "recording_complete", "session_id": "…", "occurred_at": "2026-10-27T14:20:00Z",
-//!  "lecture": {"section_id": "…", "slot": "2026-10-27T09:00"}, "details": {…}}
+//!  "lecture": {"section_id": "…", "slot": "2026-10-27#1"}, "details": {…}}
 //! ```
 //! `lecture` and `details` are optional; `event` is one of [`RecordingEventKind`]'s names.
 

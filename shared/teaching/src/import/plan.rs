@@ -56,6 +56,20 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+
+    /// The sections whose meetings or lectures change (their bookings follow).
+    pub fn sections(&self) -> Vec<String> {
+        let sections: std::collections::BTreeSet<String> = self
+            .changes
+            .iter()
+            .filter_map(|c| match &c.entry {
+                Entry::Meeting(p) => Some(p.section_id.clone()),
+                Entry::Lecture(l) => Some(l.section_id.clone()),
+                _ => None,
+            })
+            .collect();
+        sections.into_iter().collect()
+    }
 }
 
 /// `desired`: every entry the files describe. `current`: the catalog's entries of the same
