@@ -13,3 +13,4 @@
 pub mod canvas_api;
 pub mod canvas_live_events;
 pub mod panopto;
+mod serving;

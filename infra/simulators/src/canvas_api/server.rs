@@ -1,6 +1,7 @@
 //! The simulator's axum server, the gate every API request passes (auth, throttle, fault
 //! injection, latency, cost headers) and the runtime controls tests use.
 
+use crate::serving::Serving;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +14,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::oauth::{Caller, OAuth, TokenGrant};
 use super::rest::{self, ItemCount};
@@ -136,8 +135,7 @@ impl App {
 pub struct CanvasApiSim {
     addr: SocketAddr,
     app: Arc<App>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl CanvasApiSim {
@@ -173,23 +171,10 @@ impl CanvasApiSim {
             config,
         });
         let router = router(Arc::clone(&app));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    // A dropped sender also means "stop".
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "canvas_api simulator stopped with an error");
-            }
-        });
         Ok(Self {
             addr,
             app,
-            shutdown: Some(tx),
-            task: Some(task),
+            serving: Serving::start(listener, router, "canvas_api"),
         })
     }
 
@@ -203,13 +188,8 @@ impl CanvasApiSim {
     }
 
     /// Stops accepting connections and waits for in-flight requests to finish.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.serving.stop().await;
     }
 
     // --- OAuth controls ------------------------------------------------------------------
@@ -325,14 +305,6 @@ impl CanvasApiSim {
     /// Deletes the section's enrollments, then the section (see [`World::delete_section`]).
     pub fn delete_section(&self, id: u64) -> Result<(), ApiSimError> {
         self.app.mutate(|w, out| w.delete_section(id, out))
-    }
-}
-
-impl Drop for CanvasApiSim {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The simulator's axum server, the gate every request passes (counting, forced 429s,
 //! latency, bearer auth, the request budget, injected errors) and the scenario controls.
 
+use crate::serving::Serving;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -13,8 +14,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::clock::SimClock;
 use super::oauth::Tokens;
@@ -142,8 +141,7 @@ impl App {
 pub struct PanoptoSim {
     addr: SocketAddr,
     app: Arc<App>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl PanoptoSim {
@@ -175,23 +173,10 @@ impl PanoptoSim {
             config,
         });
         let router = router(Arc::clone(&app));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    // A dropped sender also means "stop".
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "panopto simulator stopped with an error");
-            }
-        });
         Ok(Self {
             addr,
             app,
-            shutdown: Some(tx),
-            task: Some(task),
+            serving: Serving::start(listener, router, "panopto"),
         })
     }
 
@@ -205,13 +190,8 @@ impl PanoptoSim {
     }
 
     /// Stops accepting connections and waits for in-flight requests to finish.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.serving.stop().await;
     }
 
     // --- clock ---------------------------------------------------------------------------
@@ -425,14 +405,6 @@ impl PanoptoSim {
         }
         world.duplicated.insert(session.to_string());
         Ok(())
-    }
-}
-
-impl Drop for PanoptoSim {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 
