@@ -125,9 +125,8 @@ async fn run(args: &Args) -> Result<ExitCode> {
         .catalog_table
         .clone()
         .unwrap_or_else(|| format!("coursewire-catalog-{}", args.stage));
-    let dynamodb_for_booking = dynamodb.clone();
     let store = DynamoTeachingStore::new(dynamodb.clone(), &teaching_table);
-    let directory = CatalogDirectory::new(DynamoCatalog::new(dynamodb, &catalog_table));
+    let directory = CatalogDirectory::new(DynamoCatalog::new(dynamodb.clone(), &catalog_table));
     let importer = Importer::new(&store, &directory);
 
     println!("coursewire import → {teaching_table}");
@@ -174,7 +173,7 @@ async fn run(args: &Args) -> Result<ExitCode> {
             book(
                 args,
                 &aws,
-                &dynamodb_for_booking,
+                &dynamodb,
                 &teaching_table,
                 &catalog_table,
                 &plan.sections(),

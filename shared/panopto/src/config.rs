@@ -4,7 +4,6 @@
 use super::{HttpPanopto, HttpSettings, PanoptoError, SecretsManagerStore, TokenSettings};
 use coursewire_runtime::config::{ConfigError, Env, process_env};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PanoptoConfig {
@@ -24,20 +23,8 @@ impl PanoptoConfig {
     /// environment without touching the process env).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
-        let defaults = HttpSettings::default();
-        let http = HttpSettings {
-            request_timeout: Duration::from_millis(env.number_in(
-                "PANOPTO_REQUEST_TIMEOUT_MS",
-                defaults.request_timeout.as_millis() as u64,
-                100..=120_000,
-            )?),
-            max_attempts: env.number_in(
-                "PANOPTO_MAX_ATTEMPTS",
-                u64::from(defaults.max_attempts),
-                1..=20,
-            )? as u32,
-            ..defaults
-        };
+        let http =
+            HttpSettings::from_env(&env, "PANOPTO_REQUEST_TIMEOUT_MS", "PANOPTO_MAX_ATTEMPTS")?;
         Ok(Self {
             secret_id: env.required("PANOPTO_SECRET_ID")?,
             tokens: TokenSettings {

@@ -1,6 +1,7 @@
 //! How coursewire's HTTP clients (Canvas, Panopto) bound and pace their retries: one set of
 //! settings, full-jitter backoff, and the server's `Retry-After` as a floor.
 
+use crate::config::{ConfigError, Env};
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 use std::time::Duration;
@@ -26,6 +27,27 @@ impl Default for HttpSettings {
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(20),
         }
+    }
+}
+
+impl HttpSettings {
+    /// The defaults with a request timeout (`timeout_ms`, 100–120,000 ms) and an attempt
+    /// bound (`attempts`, 1–20) read from the environment: each client names its variables.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        timeout_ms: &'static str,
+        attempts: &'static str,
+    ) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            request_timeout: Duration::from_millis(env.number_in(
+                timeout_ms,
+                defaults.request_timeout.as_millis() as u64,
+                100..=120_000,
+            )?),
+            max_attempts: env.number_in(attempts, u64::from(defaults.max_attempts), 1..=20)? as u32,
+            ..defaults
+        })
     }
 }
 

@@ -37,26 +37,13 @@ impl CanvasConfig {
         let env = Env::new(get);
         let secret_id = env.required("CANVAS_SECRET_ID")?;
         let quota_defaults = QuotaSettings::default();
-        let http_defaults = HttpSettings::default();
         Ok(Self {
             rate_limit_table: env.required("RATE_LIMIT_TABLE")?,
             budget_id: env
                 .optional("CANVAS_BUDGET_ID")
                 .unwrap_or_else(|| secret_id.clone()),
             secret_id,
-            http: HttpSettings {
-                request_timeout: Duration::from_millis(env.number_in(
-                    "CANVAS_REQUEST_TIMEOUT_MS",
-                    http_defaults.request_timeout.as_millis() as u64,
-                    100..=120_000,
-                )?),
-                max_attempts: env.number_in(
-                    "CANVAS_MAX_ATTEMPTS",
-                    u64::from(http_defaults.max_attempts),
-                    1..=20,
-                )? as u32,
-                ..http_defaults
-            },
+            http: HttpSettings::from_env(&env, "CANVAS_REQUEST_TIMEOUT_MS", "CANVAS_MAX_ATTEMPTS")?,
             quota: QuotaSettings {
                 outflow_per_sec: env.number_in(
                     "CANVAS_OUTFLOW_PER_SEC",

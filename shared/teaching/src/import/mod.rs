@@ -139,7 +139,11 @@ impl<'a> Importer<'a> {
             );
             for pattern in patterns {
                 let lectures = expand(&pattern, &rooms).map_err(|e| {
-                    ImportFailure::Invalid(vec![ImportError::file("meetings.csv", e.to_string())])
+                    let file = files
+                        .meetings
+                        .as_ref()
+                        .map_or("meetings.csv", |f| f.name.as_str());
+                    ImportFailure::Invalid(vec![ImportError::file(file, e.to_string())])
                 })?;
                 desired.extend(lectures.into_iter().map(Entry::Lecture));
                 desired.push(Entry::Meeting(pattern));
