@@ -68,9 +68,18 @@ async fn run_scenario(h: &Harness, scenario: &Scenario) -> Result<SubscriberRepo
     // Give late redeliveries a moment to show up before counting copies.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = subscriber.finish().await;
+    let seen: BTreeSet<&str> = report
+        .copies
+        .iter()
+        .filter_map(|c| c.event_hash())
+        .collect();
+    let missing: Vec<String> = delivered_hashes(scenario)?
+        .into_iter()
+        .filter(|hash| !seen.contains(hash.as_str()))
+        .collect();
     ensure!(
         arrived == expected,
-        "{arrived} of {expected} change events reached the subscriber; counters {:?}; metrics: applied {}, published {}, apply failures {}, publish failures {}",
+        "{arrived} of {expected} change events reached the subscriber (missing hashes {missing:?}); counters {:?}; metrics: applied {}, published {}, apply failures {}, publish failures {}",
         h.stack.counters(),
         h.metric("ChangesApplied", &[]),
         h.metric("ChangesPublished", &[]),

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Duration as Delta, Timelike, Utc};
+use chrono_tz::Tz;
 use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_local::stack::StackOptions;
 use coursewire_panopto::{
@@ -38,6 +39,30 @@ fn credentials(sim: &PanoptoSim) -> Value {
     })
 }
 
+/// A fixed-offset zone in which `start` falls mid-morning, so that today's lectures never
+/// cross local midnight whatever time of day the test runs (the functions read the wall clock).
+fn campus_zone(start: DateTime<Utc>) -> Tz {
+    let mut offset = 10 - i64::from(start.hour());
+    if offset < -12 {
+        offset += 24;
+    }
+    let name = match offset {
+        0 => "Etc/UTC".to_string(),
+        // POSIX-style names: Etc/GMT-3 is three hours ahead of UTC.
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    name.parse().unwrap_or(Tz::UTC)
+}
+
+/// The campus-local date of `start`, as lecture names and cancellation rows spell it.
+fn local_day(start: DateTime<Utc>) -> String {
+    start
+        .with_timezone(&campus_zone(start))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// One section's weekly meeting today.
 struct Meeting {
     section: &'static str,
@@ -55,14 +80,18 @@ fn files(
     changed: &[Meeting],
     extra: &str,
 ) -> ImportFiles {
-    let hm = |t: DateTime<Utc>| format!("{:02}:{:02}", t.hour(), t.minute());
-    let day = start.format("%Y-%m-%d").to_string();
-    let weekday = start.format("%a").to_string();
+    let zone = campus_zone(start);
+    let hm = |t: DateTime<Utc>| {
+        let local = t.with_timezone(&zone);
+        format!("{:02}:{:02}", local.hour(), local.minute())
+    };
+    let day = local_day(start);
+    let weekday = start.with_timezone(&zone).format("%a").to_string();
     let rooms = format!(
         "room_id,building,name,capacity,time_zone,recorder_id\n\
-         R1,Science,Science 1,100,UTC,{}\nR2,Science,Science 2,100,UTC,{}\n\
-         R3,Science,Science 3,100,UTC,{}\nR4,Humanities,Humanities 4,30,UTC,\n\
-         R5,Science,Science 5,100,UTC,{}\nR6,Science,Science 6,100,UTC,{}\n",
+         R1,Science,Science 1,100,{zone},{}\nR2,Science,Science 2,100,{zone},{}\n\
+         R3,Science,Science 3,100,{zone},{}\nR4,Humanities,Humanities 4,30,{zone},\n\
+         R5,Science,Science 5,100,{zone},{}\nR6,Science,Science 6,100,{zone},{}\n",
         recorders[0], recorders[1], recorders[2], recorders[3], recorders[4]
     );
     let mut meetings = String::from(
@@ -253,11 +282,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .clone();
     let a_name = sim.session(&a_session).context("A's session")?.name;
     ensure!(
-        a_name
-            == format!(
-                "BIO-201 Section 001 Lecture 1 ({})",
-                start.format("%Y-%m-%d")
-            ),
+        a_name == format!("BIO-201 Section 001 Lecture 1 ({})", local_day(start)),
         "{a_name}"
     );
 
@@ -344,10 +369,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         "the old booking was cancelled in Panopto"
     );
     let e_session = e_booking.session_id.clone();
-    let cancelled_row = format!(
-        "2107000000000905,,cancelled,,,,,,,,,{}\n",
-        start.format("%Y-%m-%d")
-    );
+    let cancelled_row = format!("2107000000000905,,cancelled,,,,,,,,,{}\n", local_day(start));
     let e_room = Meeting {
         section: "905",
         room: "R6",

@@ -99,6 +99,10 @@ impl Harness {
     /// A stack for `test` with `options`; the harness adds the stage and the simulated
     /// Canvas's JWKS URL and issuer to its overrides.
     pub async fn start(test: &str, mut options: StackOptions) -> Result<Self> {
+        // RUST_LOG=warn (or finer) shows the functions' logs, for a test being investigated.
+        if std::env::var_os("RUST_LOG").is_some() {
+            coursewire_runtime::telemetry::init_tracing();
+        }
         let started = Instant::now();
         let stage = unique_stage(test);
         let ring = Arc::new(KeyRing::new().context("generating the simulator's signing keys")?);

@@ -144,29 +144,34 @@ impl FaultPlan {
             code: code.into(),
         };
         let throttled = || reject(400, "ProvisionedThroughputExceededException");
+        let random = [
+            FaultRule::always("PutItem", throttled()).with_probability(0.05),
+            FaultRule::always("PutItem", Fault::LoseResponse).with_probability(0.03),
+            FaultRule::always("SendMessageBatch", Fault::LoseResponse).with_probability(0.03),
+            FaultRule::always("GetItem", reject(500, "InternalServerError")).with_probability(0.05),
+            FaultRule::always("TransactWriteItems", throttled()).with_probability(0.1),
+            FaultRule::always("TransactWriteItems", Fault::LoseResponse).with_probability(0.05),
+            FaultRule::always(
+                "PutEvents",
+                Fault::PartialPutEvents {
+                    fraction: 0.3,
+                    code: "InternalFailure".into(),
+                },
+            )
+            .with_probability(0.2),
+            FaultRule::always("PutEvents", Fault::LoseResponse).with_probability(0.05),
+            FaultRule::always("UpdateItem", reject(503, "ServiceUnavailable"))
+                .with_probability(0.05),
+            FaultRule::always("UpdateItem", Fault::LoseResponse).with_probability(0.05),
+        ];
+        // Each kind fires once for certain, on the first requests it can match, so a run
+        // never misses a kind by chance (how many requests a run makes varies with timing).
+        let certain = random
+            .iter()
+            .map(|rule| rule.clone().with_probability(1.0).at_most(1));
         Self::new(
             seed,
-            [
-                FaultRule::always("PutItem", throttled()).with_probability(0.05),
-                FaultRule::always("PutItem", Fault::LoseResponse).with_probability(0.03),
-                FaultRule::always("SendMessageBatch", Fault::LoseResponse).with_probability(0.03),
-                FaultRule::always("GetItem", reject(500, "InternalServerError"))
-                    .with_probability(0.05),
-                FaultRule::always("TransactWriteItems", throttled()).with_probability(0.1),
-                FaultRule::always("TransactWriteItems", Fault::LoseResponse).with_probability(0.05),
-                FaultRule::always(
-                    "PutEvents",
-                    Fault::PartialPutEvents {
-                        fraction: 0.3,
-                        code: "InternalFailure".into(),
-                    },
-                )
-                .with_probability(0.2),
-                FaultRule::always("PutEvents", Fault::LoseResponse).with_probability(0.05),
-                FaultRule::always("UpdateItem", reject(503, "ServiceUnavailable"))
-                    .with_probability(0.05),
-                FaultRule::always("UpdateItem", Fault::LoseResponse).with_probability(0.05),
-            ],
+            certain.chain(random.iter().cloned()).collect::<Vec<_>>(),
         )
     }
 
