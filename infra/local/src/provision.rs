@@ -3,9 +3,9 @@
 //! deploys.
 //!
 //! Supported: `AWS::DynamoDB::Table`, `AWS::SQS::Queue`, `AWS::Events::EventBus`,
-//! `AWS::Events::Rule`, `AWS::SecretsManager::Secret`. Functions and SNS topics get placeholder physical ids
-//! (so `!Ref`/`!GetAtt` to them resolve); everything else (IAM, alarms,
-//! Lambda permissions, ...) is skipped.
+//! `AWS::Events::Rule`, `AWS::SecretsManager::Secret`, `AWS::SNS::Topic`. Functions get
+//! placeholder physical ids (so `!Ref`/`!GetAtt` to them resolve); everything else (IAM,
+//! alarms, Lambda permissions, ...) is skipped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -126,7 +126,7 @@ pub enum Action {
     Created,
     /// Already there (re-run); attributes updated where the service allows.
     Existing,
-    /// A physical id was made up for resolution only (functions, topics).
+    /// A physical id was made up for resolution only (functions).
     Placeholder,
 }
 
@@ -213,6 +213,7 @@ pub async fn provision(
         sqs: aws_sdk_sqs::Client::new(config),
         events: aws_sdk_eventbridge::Client::new(config),
         secrets: aws_sdk_secretsmanager::Client::new(config),
+        sns: aws_sdk_sns::Client::new(config),
     };
 
     let mut resources = Vec::new();
@@ -239,7 +240,8 @@ pub async fn provision(
             EVENT_BUS => Some(p.event_bus(&ctx).await?),
             RULE => Some(p.rule(&ctx).await?),
             SECRET => Some(p.secret(&ctx).await?),
-            SERVERLESS_FUNCTION | LAMBDA_FUNCTION | SNS_TOPIC => Some(p.placeholder(&ctx)),
+            SNS_TOPIC => Some(p.topic(&ctx).await?),
+            SERVERLESS_FUNCTION | LAMBDA_FUNCTION => Some(p.placeholder(&ctx)),
             other => {
                 tracing::debug!(resource = %resource.logical_id, resource_type = other, "not provisioned locally");
                 None
@@ -307,6 +309,7 @@ struct Clients {
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    sns: aws_sdk_sns::Client,
 }
 
 struct Provisioner<'a> {
@@ -868,27 +871,55 @@ impl Provisioner<'_> {
             .map_err(|e| self.invalid(format!("target: {e}")))
     }
 
+    // ------------------------------------------------------------ SNS
+
+    /// CreateTopic is idempotent: a re-run gets the same topic back.
+    async fn topic(&self, ctx: &Context) -> Outcome {
+        let props = self.props(ctx)?;
+        let name = self.name(&props, "TopicName", ctx, 256);
+        // CreateTopic answers an existing topic's ARN too; asking first tells a re-run apart.
+        let existing = ctx.arn("sns", &name);
+        if self
+            .clients
+            .sns
+            .get_topic_attributes()
+            .topic_arn(&existing)
+            .send()
+            .await
+            .is_ok()
+        {
+            let physical = PhysicalResource::new(&existing)
+                .with_attr("TopicArn", &existing)
+                .with_attr("TopicName", name);
+            return Ok((physical, Action::Existing));
+        }
+        let out = self
+            .clients
+            .sns
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .map_err(|e| self.aws("CreateTopic", e))?;
+        let arn = out
+            .topic_arn
+            .ok_or_else(|| self.invalid("CreateTopic returned no TopicArn"))?;
+        let physical = PhysicalResource::new(&arn)
+            .with_attr("TopicArn", &arn)
+            .with_attr("TopicName", name);
+        Ok((physical, Action::Created))
+    }
+
     // ------------------------------------------------------------ placeholders
 
-    /// Physical ids for resources the local stack does not create, so that
-    /// references to them (e.g. a rule targeting a function) still resolve.
+    /// Physical ids for functions, which the local stack runs in-process rather than
+    /// creates, so that references to them (e.g. a rule targeting a function) still resolve.
     fn placeholder(&self, ctx: &Context) -> (PhysicalResource, Action) {
         // Names may reference resources not provisioned; fall back to the default.
         let props = self.props(ctx).unwrap_or(Value::Null);
-        let physical = match self.resource.resource_type.as_str() {
-            SNS_TOPIC => {
-                let name = self.name(&props, "TopicName", ctx, 256);
-                let arn = ctx.arn("sns", &name);
-                PhysicalResource::new(&arn)
-                    .with_attr("TopicArn", &arn)
-                    .with_attr("TopicName", name)
-            }
-            _ => {
-                let name = self.name(&props, "FunctionName", ctx, 64);
-                PhysicalResource::new(&name)
-                    .with_attr("Arn", ctx.arn("lambda", &format!("function:{name}")))
-            }
-        };
+        let name = self.name(&props, "FunctionName", ctx, 64);
+        let physical = PhysicalResource::new(&name)
+            .with_attr("Arn", ctx.arn("lambda", &format!("function:{name}")));
         (physical, Action::Placeholder)
     }
 }
@@ -989,6 +1020,8 @@ mod tests {
                 "TeachingTable",
                 "RecordingsInboxTable",
                 "WebhookReplayTable",
+                "IncidentsTable",
+                "AuditTable",
                 "RateLimitTable",
                 "CanvasCredentialsSecret",
                 "PanoptoCredentialsSecret",
@@ -1004,7 +1037,9 @@ mod tests {
                 "RecordingsDLQ",
                 "RecordingsQueue",
                 "ReconcileDLQ",
-                "ReconcileQueue"
+                "ReconcileQueue",
+                "AlarmTopic",
+                "IncidentsTopic"
             ]
         );
         // A generated secret is its template with the generated key.

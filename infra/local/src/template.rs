@@ -1589,6 +1589,8 @@ Resources:
             ("TeachingTable", "teaching"),
             ("RecordingsInboxTable", "recordings-inbox"),
             ("WebhookReplayTable", "webhook-replay"),
+            ("IncidentsTable", "incidents"),
+            ("AuditTable", "audit"),
         ] {
             c.insert(
                 id,

@@ -4,6 +4,7 @@
 use crate::booking::Scheduler;
 use crate::poller::{PollWindow, Poller};
 use crate::webhook::{DynamoReplayGuard, SigningKeys, Webhook};
+use coursewire_audit::DynamoAuditTrail;
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_panopto::{HttpPanopto, PanoptoConfig};
 use coursewire_pipeline::handoff::SqsEventQueue;
@@ -66,14 +67,14 @@ pub fn poller(
         lookback: minutes("POLL_LOOKBACK_MINUTES", 360)?,
         longest_lecture: minutes("LONGEST_LECTURE_MINUTES", 240)?,
     };
-    let teaching = DynamoTeachingStore::new(
-        aws_sdk_dynamodb::Client::new(aws),
-        env.required("TEACHING_TABLE")?,
-    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let teaching = DynamoTeachingStore::new(dynamodb.clone(), env.required("TEACHING_TABLE")?);
+    let trail = DynamoAuditTrail::new(dynamodb, env.required("AUDIT_TABLE")?);
     Ok(Poller::new(
         Arc::new(teaching),
         panopto(get, aws)?,
         intake(&env, aws)?,
+        Arc::new(trail),
         window,
         metrics,
         function,

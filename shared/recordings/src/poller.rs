@@ -9,6 +9,7 @@
 use crate::event::{LectureRef, delivery};
 use crate::observation::{Observation, Sighting, changes};
 use chrono::{DateTime, TimeDelta, Utc};
+use coursewire_audit::{Action, Actor, AuditRecord, AuditTrail, Outcome, Subject, Upstream};
 use coursewire_panopto::{Panopto, PanoptoError, RecorderState, SessionState, SessionStatus};
 use coursewire_pipeline::intake::Intake;
 use coursewire_runtime::function::{HandlerError, InvokeHandler, ScheduleHandler};
@@ -74,6 +75,7 @@ pub struct Poller {
     teaching: Arc<dyn TeachingStore>,
     panopto: Arc<dyn Panopto>,
     intake: Intake,
+    trail: Arc<dyn AuditTrail>,
     window: PollWindow,
     metrics: Arc<dyn MetricsSink>,
     function: String,
@@ -84,6 +86,7 @@ impl Poller {
         teaching: Arc<dyn TeachingStore>,
         panopto: Arc<dyn Panopto>,
         intake: Intake,
+        trail: Arc<dyn AuditTrail>,
         window: PollWindow,
         metrics: Arc<dyn MetricsSink>,
         function: &str,
@@ -92,6 +95,7 @@ impl Poller {
             teaching,
             panopto,
             intake,
+            trail,
             window,
             metrics,
             function: function.to_string(),
@@ -164,9 +168,10 @@ impl Poller {
         Ok(report)
     }
 
-    /// One lecture: its sighting compared with the last, the events stored and enqueued,
-    /// then the sighting saved (in that order, so a crash in between repeats the events,
-    /// which the inbox deduplicates, and never loses them).
+    /// One lecture: its sighting compared with the last, the events stored and enqueued and
+    /// the sighting audited, then the sighting saved (in that order, so a crash in between
+    /// repeats the events and the audit record, which the inbox and the trail deduplicate by
+    /// the sighting's version, and never loses them).
     async fn look(
         &self,
         row: &LectureRow,
@@ -230,6 +235,12 @@ impl Poller {
             );
             return outcome;
         }
+        let record = self.audit_record(row, &booking.session_id, &next, &events, now);
+        if let Err(e) = self.trail.append(&record).await {
+            outcome.failed = true;
+            tracing::warn!(error = %e, "could not audit a sighting; next tick repeats it");
+            return outcome;
+        }
         let saved = match serde_json::to_value(&next) {
             Ok(value) => self.teaching.set_observed(&row.lecture, &value).await,
             Err(e) => Err(ServiceError::Permanent(e.to_string())),
@@ -240,6 +251,57 @@ impl Poller {
             tracing::warn!(error = %e, "could not store a sighting; next tick repeats it");
         }
         outcome
+    }
+
+    /// The audit record of a sighting that changed: what the poll saw of the session and the
+    /// recorder, keyed by the sighting's version.
+    fn audit_record(
+        &self,
+        row: &LectureRow,
+        session_id: &str,
+        seen: &Observation,
+        events: &[crate::RecordingEvent],
+        now: DateTime<Utc>,
+    ) -> AuditRecord {
+        use coursewire_pipeline::inbox::SourceEvent as _;
+        let recorder_id = row.booking.as_ref().map(|b| b.recorder_id.clone());
+        let session_state = seen.session.as_ref().map(|s| s.state.as_str().to_string());
+        let detail = format!(
+            "poll saw {}, recorder {}{}",
+            match &seen.session {
+                Some(s) => format!("session {session_id} {}", s.state.as_str()),
+                None => format!("no session {session_id} in Panopto"),
+            },
+            seen.recorder.map_or("not reported", RecorderState::as_str),
+            if seen.captions {
+                ", captions available"
+            } else {
+                ""
+            }
+        );
+        AuditRecord::new(
+            Subject::lecture(&row.lecture.section_id, row.lecture.slot()),
+            &format!("sighting {}", seen.version),
+            now,
+            Actor::function(&self.function),
+            Action::Polled {
+                session_id: session_id.to_string(),
+                session_state,
+                recorder_id,
+                recorder_state: seen.recorder.map(|r| r.as_str().to_string()),
+                recorder_healthy: seen.recorder.map(RecorderState::is_healthy),
+                captions: seen.captions,
+            },
+            Outcome::Observed,
+            detail,
+        )
+        .upstream(Upstream {
+            recording_event_hashes: events
+                .iter()
+                .map(|e| e.content_hash().to_string())
+                .collect(),
+            ..Upstream::session(session_id)
+        })
     }
 
     fn emit(&self, report: &TickReport) {

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, ensure};
 use chrono::Weekday::{Fri, Mon, Sat, Sun, Thu, Tue, Wed};
 use chrono::{DateTime, Datelike, Duration as Delta, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::Parser;
+use coursewire_audit::DynamoAuditTrail;
 use coursewire_benches::report::{
     git_commit, histogram, micros, percentiles, result_block, start_run, step,
 };
@@ -297,10 +298,15 @@ async fn tick_case(moto: &MotoServer, args: &Args, rooms: usize) -> Result<TickC
             table(&deployed, "RecordingsQueue")?,
         )),
     );
+    let trail = Arc::new(DynamoAuditTrail::new(
+        counted_ddb.clone(),
+        table(&deployed, "AuditTable")?,
+    ));
     let poller = Poller::new(
         Arc::new(DynamoTeachingStore::new(counted_ddb, &teaching_table)),
         panopto,
         intake,
+        trail,
         window,
         Arc::new(CollectingSink::new()),
         BINARY,
