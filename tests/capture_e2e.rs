@@ -7,13 +7,11 @@
 
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Duration as Delta, Timelike, Utc};
-use chrono_tz::Tz;
-use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
+use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_local::stack::StackOptions;
 use coursewire_panopto::{
     HttpPanopto, MemoryCredentialStore, Panopto, PanoptoCredentials, ScheduledRecordingCreate,
 };
-use coursewire_pipeline::processor::StoredRow;
 use coursewire_simulators::panopto::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
     PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
@@ -21,7 +19,7 @@ use coursewire_simulators::panopto::{
 use coursewire_teaching::import::{ImportFile, ImportFiles, Importer};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, TeachingStore};
-use coursewire_tests::{Harness, take_queued};
+use coursewire_tests::{Harness, campus_zone, local_day, take_queued};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,30 +35,6 @@ fn credentials(sim: &PanoptoSim) -> Value {
         "soap_username": DEFAULT_SOAP_USER,
         "soap_password": DEFAULT_SOAP_PASSWORD,
     })
-}
-
-/// A fixed-offset zone in which `start` falls mid-morning, so that today's lectures never
-/// cross local midnight whatever time of day the test runs (the functions read the wall clock).
-fn campus_zone(start: DateTime<Utc>) -> Tz {
-    let mut offset = 10 - i64::from(start.hour());
-    if offset < -12 {
-        offset += 24;
-    }
-    let name = match offset {
-        0 => "Etc/UTC".to_string(),
-        // POSIX-style names: Etc/GMT-3 is three hours ahead of UTC.
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    };
-    name.parse().unwrap_or(Tz::UTC)
-}
-
-/// The campus-local date of `start`, as lecture names and cancellation rows spell it.
-fn local_day(start: DateTime<Utc>) -> String {
-    start
-        .with_timezone(&campus_zone(start))
-        .format("%Y-%m-%d")
-        .to_string()
 }
 
 /// One section's weekly meeting today.
@@ -132,7 +106,7 @@ fn files(
     }
 }
 
-async fn seed_sections(h: &Harness, table: &str) -> Result<()> {
+async fn seed_sections(h: &Harness) -> Result<()> {
     let mut rows = vec![(
         "course:21070000000000042".to_string(),
         json!({"name": "Cell Biology", "course_code": "BIO-201"}),
@@ -145,19 +119,7 @@ async fn seed_sections(h: &Harness, table: &str) -> Result<()> {
             Some("course:21070000000000042".to_string()),
         ));
     }
-    for (key, state, parent) in rows {
-        let mut record = EntityRecord::empty(&key);
-        record.sequence = 1;
-        record.state = state.as_object().cloned();
-        record.parent = parent;
-        h.ddb
-            .put_item()
-            .table_name(table)
-            .set_item(Some(record.to_item()))
-            .send()
-            .await?;
-    }
-    Ok(())
+    h.put_catalog_rows(rows).await
 }
 
 fn names(queued: &[coursewire_tests::QueuedRecord], session: &str) -> Vec<String> {
@@ -190,6 +152,8 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         StackOptions::default()
             .pause(POLLER)
             .pause(SCHEDULER)
+            // This test reads recordings.fifo itself (publishing_e2e consumes it).
+            .pause("OrchestratorFunction")
             .secret("PanoptoCredentialsSecret", credentials(&sim)),
     )
     .await?;
@@ -201,7 +165,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         .stack
         .table_name("CatalogTable")
         .context("no CatalogTable")?;
-    seed_sections(&h, catalog_table).await?;
+    seed_sections(&h).await?;
     let store = DynamoTeachingStore::new(h.ddb.clone(), teaching_table);
 
     // Lectures start 10 minutes from now (whole minutes), so the poller watches them already.

@@ -7,14 +7,13 @@
 
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Utc};
-use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
+use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_local::stack::StackOptions;
-use coursewire_pipeline::processor::StoredRow;
 use coursewire_teaching::import::{Action, ImportFailure, ImportFile, ImportFiles, Importer, Plan};
 use coursewire_teaching::sections::{CanvasDirectory, CatalogDirectory};
 use coursewire_teaching::{DynamoTeachingStore, Kind, LectureStatus, TeachingStore};
 use coursewire_tests::{Harness, repo_root};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 fn example(name: &str) -> Result<ImportFile> {
     let path = repo_root()?.join("events/teaching").join(name);
@@ -33,15 +32,8 @@ fn examples() -> Result<ImportFiles> {
     })
 }
 
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
 /// The Canvas catalog as the change bus leaves it: the example files' sections and courses.
-async fn seed_canvas_catalog(h: &Harness, table: &str) -> Result<()> {
+async fn seed_canvas_catalog(h: &Harness) -> Result<()> {
     let rows = [
         (
             "course:21070000000000042",
@@ -88,19 +80,11 @@ async fn seed_canvas_catalog(h: &Harness, table: &str) -> Result<()> {
             .into_iter()
             .map(|(key, state)| (key, state, Some("course:21070000000000042"))),
     );
-    for (key, state, parent) in rows {
-        let mut record = EntityRecord::empty(key);
-        record.sequence = 1;
-        record.state = Some(object(state));
-        record.parent = parent.map(str::to_string);
-        h.ddb
-            .put_item()
-            .table_name(table)
-            .set_item(Some(record.to_item()))
-            .send()
-            .await?;
-    }
-    Ok(())
+    h.put_catalog_rows(
+        rows.map(|(key, state, parent)| (key.to_string(), state, parent.map(str::to_string)))
+            .collect(),
+    )
+    .await
 }
 
 fn tally(plan: &Plan, kind: Kind) -> (usize, usize, usize, usize) {
@@ -123,7 +107,7 @@ async fn imports_are_checked_whole_idempotent_and_resumable() -> Result<()> {
         .stack
         .table_name("CatalogTable")
         .context("no CatalogTable")?;
-    seed_canvas_catalog(&h, catalog_table).await?;
+    seed_canvas_catalog(&h).await?;
     let store = DynamoTeachingStore::new(h.ddb.clone(), teaching_table);
     let directory = CatalogDirectory::new(DynamoCatalog::new(h.ddb.clone(), catalog_table));
     let importer = Importer::new(&store, &directory);

@@ -95,7 +95,34 @@ pub struct Harness {
     pub sqs: aws_sdk_sqs::Client,
 }
 
+/// One Canvas catalog row to seed: entity key, state, parent key.
+pub type CatalogSeed = (String, serde_json::Value, Option<String>);
+
 impl Harness {
+    /// Writes catalog rows (sequence 1) straight into the template's `CatalogTable`, as the
+    /// change bus would have built them.
+    pub async fn put_catalog_rows(&self, rows: Vec<CatalogSeed>) -> Result<()> {
+        let table = self
+            .stack
+            .table_name("CatalogTable")
+            .context("no CatalogTable")?;
+        for (key, state, parent) in rows {
+            let mut record = coursewire_live_events::catalog::EntityRecord::empty(&key);
+            record.sequence = 1;
+            record.state = state.as_object().cloned();
+            record.parent = parent;
+            self.ddb
+                .put_item()
+                .table_name(table)
+                .set_item(Some(coursewire_pipeline::processor::StoredRow::to_item(
+                    &record,
+                )))
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A stack for `test` with `options`; the harness adds the stage and the simulated
     /// Canvas's JWKS URL and issuer to its overrides.
     pub async fn start(test: &str, mut options: StackOptions) -> Result<Self> {
@@ -367,4 +394,28 @@ pub fn load_examples() -> Result<(Corpus, Vec<Example>)> {
     eprintln!("live-events corpus: {}", corpus.describe());
     let examples = corpus.all_examples()?;
     Ok((corpus, examples))
+}
+
+/// A fixed-offset zone in which `start` falls mid-morning, so that today's lectures never
+/// cross local midnight whatever time of day the test runs (the functions read the wall clock).
+pub fn campus_zone(start: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
+    let mut offset = 10 - i64::from(chrono::Timelike::hour(&start));
+    if offset < -12 {
+        offset += 24;
+    }
+    let name = match offset {
+        0 => "Etc/UTC".to_string(),
+        // POSIX-style names: Etc/GMT-3 is three hours ahead of UTC.
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    name.parse().unwrap_or(chrono_tz::Tz::UTC)
+}
+
+/// The campus-local date of `start`, as lecture names and cancellation rows spell it.
+pub fn local_day(start: chrono::DateTime<chrono::Utc>) -> String {
+    start
+        .with_timezone(&campus_zone(start))
+        .format("%Y-%m-%d")
+        .to_string()
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub const DESCRIPTIONS: &[&Description] = &[
     &ingest_https::DESCRIPTION,
     &ingest_sqs::DESCRIPTION,
+    &orchestrator::DESCRIPTION,
     &panopto_poller::DESCRIPTION,
     &panopto_webhook::DESCRIPTION,
     &processor::DESCRIPTION,

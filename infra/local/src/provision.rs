@@ -1022,6 +1022,7 @@ mod tests {
                 "WebhookReplayTable",
                 "IncidentsTable",
                 "AuditTable",
+                "RecordingsTable",
                 "RateLimitTable",
                 "CanvasCredentialsSecret",
                 "PanoptoCredentialsSecret",

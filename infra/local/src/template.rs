@@ -1591,6 +1591,7 @@ Resources:
             ("WebhookReplayTable", "webhook-replay"),
             ("IncidentsTable", "incidents"),
             ("AuditTable", "audit"),
+            ("RecordingsTable", "recordings"),
         ] {
             c.insert(
                 id,
@@ -1614,6 +1615,14 @@ Resources:
                 id,
                 PhysicalResource::new(format!(
                     "arn:aws:secretsmanager:us-east-1:123456789012:secret:coursewire/{stage}/{name}"
+                )),
+            );
+        }
+        for (id, name) in [("AlarmTopic", "alarms"), ("IncidentsTopic", "incidents")] {
+            c.insert(
+                id,
+                PhysicalResource::new(format!(
+                    "arn:aws:sns:us-east-1:123456789012:coursewire-{name}-{stage}"
                 )),
             );
         }

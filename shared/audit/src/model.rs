@@ -164,6 +164,12 @@ pub enum Action {
         incident_id: String,
         kind: String,
     },
+    /// A step of a recording's publish workflow (match, file, caption, access, post, audit),
+    /// done, skipped or failed.
+    WorkflowStep {
+        session_id: String,
+        step: String,
+    },
     /// An action written by a newer version of coursewire than this reader.
     #[serde(other)]
     Other,
@@ -179,6 +185,7 @@ impl Action {
             Self::IncidentOpened { .. } => "incident_opened",
             Self::IncidentAcknowledged { .. } => "incident_acknowledged",
             Self::IncidentResolved { .. } => "incident_resolved",
+            Self::WorkflowStep { .. } => "workflow_step",
             Self::Other => "other",
         }
     }

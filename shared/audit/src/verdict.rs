@@ -2,7 +2,7 @@
 //! Disconnected from 09:55 to 11:20; the session never started recording; incident
 //! missing_recording opened 11:05". Pure: times are the lecture's local wall clock.
 
-use crate::model::{Action, AuditRecord};
+use crate::model::{Action, AuditRecord, Outcome};
 use chrono::{DateTime, Utc};
 use coursewire_teaching::{LectureRow, LectureStatus};
 use serde::Serialize;
@@ -92,6 +92,10 @@ pub fn verdict(row: &LectureRow, records: &[AuditRecord], now: DateTime<Utc>) ->
         if captions {
             line.push_str("; captions available");
         }
+        if let Some(publishing) = publishing(records, &clock) {
+            line.push_str("; ");
+            line.push_str(&publishing);
+        }
         return Verdict {
             recorded: true,
             line,
@@ -168,10 +172,42 @@ pub fn verdict(row: &LectureRow, records: &[AuditRecord], now: DateTime<Utc>) ->
     missing(parts)
 }
 
+/// Where the publish workflow got, from its step records: published, needs attention, or
+/// under way (`None`: it has not started).
+fn publishing(records: &[AuditRecord], clock: &dyn Fn(DateTime<Utc>) -> String) -> Option<String> {
+    let steps: Vec<(&str, &AuditRecord)> = records
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::WorkflowStep { step, .. } => Some((step.as_str(), r)),
+            _ => None,
+        })
+        .collect();
+    if let Some((_, done)) = steps
+        .iter()
+        .find(|(step, r)| *step == "audit" && r.outcome == Outcome::Done)
+    {
+        return Some(format!("published at {}", clock(done.at)));
+    }
+    if let Some((step, failed)) = steps
+        .iter()
+        .rev()
+        .find(|(_, r)| r.outcome == Outcome::Failed)
+    {
+        return Some(format!(
+            "publishing stopped at {step} ({}): {}",
+            clock(failed.at),
+            failed.detail
+        ));
+    }
+    steps
+        .last()
+        .map(|(step, r)| format!("publishing under way (last step {step} at {})", clock(r.at)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Actor, Outcome, Subject};
+    use crate::model::{Actor, Subject};
     use chrono::{NaiveDate, NaiveTime, TimeZone};
     use coursewire_teaching::{Booking, Lecture};
 
@@ -271,6 +307,44 @@ mod tests {
         let v = verdict(&row(true), &done, at(12, 0));
         assert!(v.recorded);
         assert_eq!(v.line, "recorded: the session was complete at 11:30");
+        let step = |t: DateTime<Utc>, step: &str, outcome: Outcome, detail: &str| {
+            AuditRecord::new(
+                Subject::lecture("901", "2026-10-27#1"),
+                &format!("{step}{t}"),
+                t,
+                Actor::function("orchestrator"),
+                Action::WorkflowStep {
+                    session_id: "s-1".into(),
+                    step: step.into(),
+                },
+                outcome,
+                detail,
+            )
+        };
+        let mut failing = done.clone();
+        failing.push(step(at(11, 31), "file", Outcome::Done, ""));
+        failing.push(step(
+            at(11, 40),
+            "post",
+            Outcome::Failed,
+            "Canvas: throttled",
+        ));
+        assert_eq!(
+            verdict(&row(true), &failing, at(12, 0)).line,
+            "recorded: the session was complete at 11:30; publishing stopped at post (11:40): Canvas: throttled"
+        );
+        let mut published = failing.clone();
+        published.push(step(at(11, 50), "audit", Outcome::Done, ""));
+        assert_eq!(
+            verdict(&row(true), &published, at(12, 0)).line,
+            "recorded: the session was complete at 11:30; published at 11:50"
+        );
+        let mut underway = done.clone();
+        underway.push(step(at(11, 31), "file", Outcome::Done, ""));
+        assert_eq!(
+            verdict(&row(true), &underway, at(12, 0)).line,
+            "recorded: the session was complete at 11:30; publishing under way (last step file at 11:31)"
+        );
 
         let mut unbooked = row(false);
         unbooked.booking_error = Some("recorder rec-1 is booked by another session".into());

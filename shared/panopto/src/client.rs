@@ -3,7 +3,7 @@
 
 use super::credentials::CredentialStore;
 use super::multipart::Multipart;
-use super::soap::{self, SoapAuth, SoapCall};
+use super::soap::{self, SoapArg, SoapAuth, SoapCall};
 use super::token::{AccessToken, TokenSettings, TokenSource};
 use super::token_endpoint::HttpTokenEndpoint;
 use super::{PanoptoError, describe_json_error, lock};
@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 /// Longest Panopto error message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The site membership provider folder external ids belong to unless configured otherwise
+/// (`PANOPTO_EXTERNAL_ID_PROVIDER`). A name of coursewire's own keeps its section ids apart
+/// from the course ids Panopto's own LMS integration keeps under its provider.
+pub const DEFAULT_EXTERNAL_ID_PROVIDER: &str = "coursewire";
 
 /// What a client did since it was built (benchmarks report "Panopto calls per tick" from it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -146,8 +151,9 @@ impl Call {
     }
 
     /// Whether sending it twice is harmless: everything but REST POSTs (the SOAP calls are
-    /// reads). A POST that may have reached Panopto (timeout, 5xx) is not repeated; callers
-    /// check before they act and retry on their next run.
+    /// reads, or set a value, which repeated sets the same). A POST that may have reached
+    /// Panopto (timeout, 5xx) is not repeated; callers check before they act and retry on
+    /// their next run.
     fn idempotent(&self) -> bool {
         self.method != Method::POST || matches!(self.body, Body::Soap(..))
     }
@@ -169,6 +175,7 @@ pub struct HttpPanopto {
     settings: HttpSettings,
     tokens: Arc<TokenSource>,
     stats: Mutex<ClientStats>,
+    external_id_provider: String,
 }
 
 impl HttpPanopto {
@@ -211,7 +218,19 @@ impl HttpPanopto {
             settings,
             tokens: Arc::new(tokens),
             stats: Mutex::new(ClientStats::default()),
+            external_id_provider: DEFAULT_EXTERNAL_ID_PROVIDER.to_string(),
         })
+    }
+
+    /// The site membership provider whose folder external ids this client reads and sets
+    /// (default [`DEFAULT_EXTERNAL_ID_PROVIDER`]).
+    pub fn with_external_id_provider(mut self, provider: impl Into<String>) -> Self {
+        self.external_id_provider = provider.into();
+        self
+    }
+
+    pub fn external_id_provider(&self) -> &str {
+        &self.external_id_provider
     }
 
     pub fn tokens(&self) -> &Arc<TokenSource> {
@@ -252,8 +271,12 @@ impl HttpPanopto {
         }
     }
 
-    /// A batched SOAP read: its answer's bytes (a Fault is an error).
-    pub(crate) async fn soap(&self, call: SoapCall, ids: &[String]) -> Result<Bytes, PanoptoError> {
+    /// A SOAP call: its answer's bytes (a Fault is an error).
+    pub(crate) async fn soap(
+        &self,
+        call: SoapCall,
+        args: &[SoapArg<'_>],
+    ) -> Result<Bytes, PanoptoError> {
         let credentials = self.tokens.credentials().await?;
         let (Some(user_key), Some(password)) = (
             credentials.soap_username.as_deref(),
@@ -263,7 +286,7 @@ impl HttpPanopto {
                 "the Panopto credentials secret has no soap_username / soap_password".into(),
             ));
         };
-        let envelope = soap::request(call, SoapAuth { user_key, password }, ids);
+        let envelope = soap::request(call, SoapAuth { user_key, password }, args);
         let request = Call {
             method: Method::POST,
             path: call.path().to_string(),

@@ -1,7 +1,10 @@
 //! The client's configuration, read from the environment `template.yaml` sets. Credentials
 //! are never in the environment: only the secret's id.
 
-use super::{HttpPanopto, HttpSettings, PanoptoError, SecretsManagerStore, TokenSettings};
+use super::{
+    DEFAULT_EXTERNAL_ID_PROVIDER, HttpPanopto, HttpSettings, PanoptoError, SecretsManagerStore,
+    TokenSettings,
+};
 use coursewire_runtime::config::{ConfigError, Env, process_env};
 use std::sync::Arc;
 
@@ -12,6 +15,11 @@ pub struct PanoptoConfig {
     /// `PANOPTO_REQUEST_TIMEOUT_MS`, `PANOPTO_MAX_ATTEMPTS`; the rest are the defaults.
     pub http: HttpSettings,
     pub tokens: TokenSettings,
+    /// The site membership provider folder external ids belong to
+    /// (`PANOPTO_EXTERNAL_ID_PROVIDER`, default [`DEFAULT_EXTERNAL_ID_PROVIDER`]). Use the
+    /// Instance Name of an identity provider on the Panopto site; changing it later loses
+    /// every link made under the old name (the ids stay there, unseen).
+    pub external_id_provider: String,
 }
 
 impl PanoptoConfig {
@@ -32,6 +40,10 @@ impl PanoptoConfig {
                 ..TokenSettings::default()
             },
             http,
+            external_id_provider: env
+                .optional("PANOPTO_EXTERNAL_ID_PROVIDER")
+                .map(|p| p.trim().to_string())
+                .unwrap_or_else(|| DEFAULT_EXTERNAL_ID_PROVIDER.to_string()),
         })
     }
 
@@ -41,7 +53,12 @@ impl PanoptoConfig {
         secrets: aws_sdk_secretsmanager::Client,
     ) -> Result<HttpPanopto, PanoptoError> {
         let store = SecretsManagerStore::new(secrets, self.secret_id.clone());
-        HttpPanopto::with_token_settings(Arc::new(store), self.http.clone(), self.tokens.clone())
+        Ok(HttpPanopto::with_token_settings(
+            Arc::new(store),
+            self.http.clone(),
+            self.tokens.clone(),
+        )?
+        .with_external_id_provider(self.external_id_provider.clone()))
     }
 }
 
@@ -62,6 +79,13 @@ mod tests {
         assert_eq!(c.secret_id, "coursewire/panopto");
         assert_eq!(c.http.max_attempts, 3);
         assert_eq!(c.tokens.retry.max_attempts, 3);
+        assert_eq!(c.external_id_provider, "coursewire");
+        let c = PanoptoConfig::from_lookup(lookup(&[
+            ("PANOPTO_SECRET_ID", "s"),
+            ("PANOPTO_EXTERNAL_ID_PROVIDER", " canvas-prod "),
+        ]))
+        .unwrap();
+        assert_eq!(c.external_id_provider, "canvas-prod");
         let err = PanoptoConfig::from_lookup(lookup(&[
             ("PANOPTO_SECRET_ID", "s"),
             ("PANOPTO_REQUEST_TIMEOUT_MS", "5"),

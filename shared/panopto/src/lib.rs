@@ -1,7 +1,8 @@
 //! The Panopto client every coursewire function shares: Panopto's REST API
-//! (`/Panopto/api/v1`, OAuth2 client credentials) and the two SOAP calls REST lacks, a
+//! (`/Panopto/api/v1`, OAuth2 client credentials) and the SOAP calls REST lacks: a
 //! session's processing `State` and a remote recorder's `State`, each batched into one call
-//! for many ids so a poller makes a constant number of Panopto calls per tick.
+//! for many ids so a poller makes a constant number of Panopto calls per tick, and folder
+//! external ids (find a section's folder again whatever people renamed it to).
 //!
 //! - [`Panopto`]: the port the functions speak, in Panopto's own terms ([`model`]).
 //! - [`HttpPanopto`]: the adapter over HTTPS. Build it once per process and share it
@@ -28,9 +29,14 @@
 //! refresh token to save), when it first needs it and again at each token fetch, so a rotated
 //! secret is picked up within a token's life.
 //!
-//! Wiring: [`PanoptoConfig::from_env`] (`PANOPTO_SECRET_ID`, optional timeouts) then
-//! [`PanoptoConfig::build`] with a Secrets Manager client; or [`HttpPanopto::new`] with any
-//! [`CredentialStore`].
+//! Folder external ids belong to a Panopto "site membership provider" (an identity
+//! provider's instance name): `PANOPTO_EXTERNAL_ID_PROVIDER`, default
+//! [`DEFAULT_EXTERNAL_ID_PROVIDER`] (`coursewire`).
+//!
+//! Wiring: [`PanoptoConfig::from_env`] (`PANOPTO_SECRET_ID`, optional timeouts and
+//! provider) then [`PanoptoConfig::build`] with a Secrets Manager client; or
+//! [`HttpPanopto::new`] with any [`CredentialStore`] (and
+//! [`HttpPanopto::with_external_id_provider`]).
 //!
 //! Nothing here logs tokens, secrets or people's data: logs carry methods, paths (ids only),
 //! statuses and attempt counts.
@@ -49,7 +55,9 @@ mod xml;
 
 pub mod model;
 
-pub use client::{ClientStats, HttpPanopto, Outcome, classify_response};
+pub use client::{
+    ClientStats, DEFAULT_EXTERNAL_ID_PROVIDER, HttpPanopto, Outcome, classify_response,
+};
 pub use config::PanoptoConfig;
 pub use coursewire_runtime::retry::HttpSettings;
 pub use credentials::{CredentialStore, MemoryCredentialStore, PanoptoCredentials};
@@ -57,7 +65,7 @@ pub use model::{
     BasicFolder, BuiltInRoleType, CaptionProvider, Folder, FolderSettings, NIL_GUID, PAGE_SIZE,
     Permission, PermissionCreate, Principal, PrincipalType, RecorderBooking, RecorderScheduleEntry,
     RecorderState, RemoteRecorder, Role, ScheduledRecording, ScheduledRecordingCreate, Session,
-    SessionState, SessionStatus, SessionUpdate, SessionUrls,
+    SessionState, SessionStatus, SessionUpdate, SessionUrls, User,
 };
 pub use port::Panopto;
 pub use secrets_manager::SecretsManagerStore;

@@ -460,6 +460,24 @@ impl PermissionCreate {
     }
 }
 
+/// A Panopto user as `GET /users/search` shows one. Panopto's `User` schema has two fields,
+/// `Id` and `Username`; for a user an identity provider (e.g. Panopto's LMS integration)
+/// provisioned, the username is the user key `{identity provider}\{login}`. The id is what a
+/// grant names ([`PermissionCreate::principal_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct User {
+    pub id: String,
+    /// `Username` in Panopto's JSON (`UserKey`, the SOAP name, is read too).
+    #[serde(
+        rename = "Username",
+        alias = "UserKey",
+        default,
+        deserialize_with = "nullable"
+    )]
+    pub user_key: String,
+}
+
 /// `null` read as the type's default (Panopto sends `null` for empty names and lists).
 fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -570,6 +588,21 @@ mod tests {
             "Nope".parse::<SessionState>().unwrap(),
             SessionState::Unknown
         );
+    }
+
+    #[test]
+    fn reads_users_by_their_panopto_username() {
+        let u: User = serde_json::from_str(
+            r#"{"Id":"33333333-3333-3333-3333-333333333333","Username":"canvas\\jdoe"}"#,
+        )
+        .unwrap();
+        assert_eq!(u.user_key, r"canvas\jdoe");
+        assert_eq!(
+            serde_json::to_value(&u).unwrap()["Username"],
+            r"canvas\jdoe"
+        );
+        let nameless: User = serde_json::from_str(r#"{"Id":"x","Username":null}"#).unwrap();
+        assert_eq!(nameless.user_key, "");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::PanoptoError;
 use super::model::{
     CaptionProvider, Folder, FolderSettings, Permission, PermissionCreate, RemoteRecorder,
-    ScheduledRecording, ScheduledRecordingCreate, Session, SessionStatus, SessionUpdate,
+    ScheduledRecording, ScheduledRecordingCreate, Session, SessionStatus, SessionUpdate, User,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,6 +24,25 @@ pub trait Panopto: Send + Sync {
     async fn in_progress_recordings(&self) -> Result<Vec<Session>, PanoptoError>;
 
     async fn folder(&self, id: &str) -> Result<Option<Folder>, PanoptoError>;
+    /// The folder carrying `external_id` under the client's site membership provider
+    /// ([`crate::PanoptoConfig::external_id_provider`]); `None` if no folder does. Names are
+    /// edited by people, external ids are not: this finds a section's folder again. The
+    /// folder comes from SOAP, which names the parent by id only (`parent_folder.name` is
+    /// empty). Two folders answering is [`PanoptoError::Decode`] (ambiguous, not guessed).
+    async fn folder_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<Folder>, PanoptoError>;
+    /// Gives the folder `external_id` under the client's provider, replacing the one it had
+    /// there; setting the id it already has is a no-op success. An unknown folder is
+    /// [`PanoptoError::NotFound`]. An id another folder carries under the provider is
+    /// refused by the simulator as a SOAP fault ([`PanoptoError::Soap`]); Panopto does not
+    /// document whether it refuses or moves it.
+    async fn set_folder_external_id(
+        &self,
+        folder_id: &str,
+        external_id: &str,
+    ) -> Result<(), PanoptoError>;
     async fn search_folders(&self, query: &str) -> Result<Vec<Folder>, PanoptoError>;
     async fn folder_children(&self, id: &str) -> Result<Vec<Folder>, PanoptoError>;
     /// `parent: None` creates a top-level folder.
@@ -76,6 +95,42 @@ pub trait Panopto: Send + Sync {
         language: &str,
         captions: &[u8],
     ) -> Result<(), PanoptoError>;
+
+    /// Users whose user key, name or email matches `query` (REST `GET /users/search`; the
+    /// simulator matches substrings, case-insensitively, and every user on `""`). Panopto
+    /// documents no `pageNumber` for this search: pages are followed as for every list, and
+    /// a page holding only users already seen (what a server ignoring paging answers) ends it.
+    async fn search_users(&self, query: &str) -> Result<Vec<User>, PanoptoError>;
+    /// The user whose user key (`{identity provider}\{login}`) is `key`, compared
+    /// case-insensitively; `None` if no user has it. A search by the key, keeping the exact
+    /// match only (a search also answers keys, names and emails that merely contain it). A
+    /// blank key is [`PanoptoError::Config`]; two users answering is [`PanoptoError::Decode`]
+    /// (ambiguous, not guessed).
+    async fn user_by_key(&self, key: &str) -> Result<Option<User>, PanoptoError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(PanoptoError::Config("a user key cannot be empty".into()));
+        }
+        let wanted = key.to_lowercase();
+        let mut found: Vec<User> = self
+            .search_users(key)
+            .await?
+            .into_iter()
+            .filter(|u| u.user_key.to_lowercase() == wanted)
+            .collect();
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            n => Err(PanoptoError::Decode(format!(
+                // Ids only: a user key names a person.
+                "{n} users have the same user key: {}",
+                found
+                    .iter()
+                    .map(|u| u.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
 
     async fn session_permissions(&self, session_id: &str) -> Result<Vec<Permission>, PanoptoError>;
     async fn grant_session_permission(

@@ -5,11 +5,11 @@ use super::client::{Body, Call, HttpPanopto, decode, segment};
 use super::model::{
     CaptionProvider, Folder, FolderSettings, PAGE_SIZE, Permission, PermissionCreate,
     RemoteRecorder, ScheduledRecording, ScheduledRecordingCreate, ScheduledRecordingUpdate,
-    Session, SessionStatus, SessionUpdate,
+    Session, SessionStatus, SessionUpdate, User,
 };
 use super::multipart::caption_upload;
 use super::port::Panopto;
-use super::soap::{self, SoapCall};
+use super::soap::{self, SoapArg, SoapCall, SoapFault};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -31,6 +31,17 @@ struct ListResponse<T> {
     results: Vec<T>,
 }
 
+/// How a list's last page is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paging {
+    /// Panopto documents `pageNumber` for the list: a short or empty page is the last.
+    Documented,
+    /// Panopto documents no `pageNumber` for the list (`GET /users/search`): it is sent all
+    /// the same, and a full page bringing nothing new is the last too, since a server that
+    /// ignores it answers the first page again (forever, for a list of 50 or more).
+    Undocumented,
+}
+
 impl HttpPanopto {
     /// Every page of a list (`pageNumber` from 0, until a short or empty page), each object
     /// once: offset paging repeats an object when the list shifts between pages.
@@ -43,18 +54,33 @@ impl HttpPanopto {
         T: DeserializeOwned,
         K: std::hash::Hash + Eq,
     {
+        self.list_pages(call, key, Paging::Documented).await
+    }
+
+    async fn list_pages<T, K>(
+        &self,
+        call: Call,
+        key: impl Fn(&T) -> K,
+        paging: Paging,
+    ) -> Result<Vec<T>, PanoptoError>
+    where
+        T: DeserializeOwned,
+        K: std::hash::Hash + Eq,
+    {
         let mut all = Vec::new();
         let mut seen = HashSet::new();
         for page in 0..MAX_PAGES {
             let call = call.clone().query("pageNumber", page.to_string());
             let list: ListResponse<T> = self.get_json(call).await?;
             let count = list.results.len();
+            let before = all.len();
             for item in list.results {
                 if seen.insert(key(&item)) {
                     all.push(item);
                 }
             }
-            if count < PAGE_SIZE {
+            let nothing_new = all.len() == before;
+            if count < PAGE_SIZE || (paging == Paging::Undocumented && nothing_new) {
                 return Ok(all);
             }
         }
@@ -73,6 +99,7 @@ impl HttpPanopto {
     async fn soap_batched<T>(
         &self,
         call: SoapCall,
+        ids_element: &'static str,
         ids: &[String],
         decode: fn(&[u8]) -> Result<Vec<T>, PanoptoError>,
     ) -> Result<Vec<T>, PanoptoError> {
@@ -85,7 +112,9 @@ impl HttpPanopto {
         }
         let mut all = Vec::with_capacity(unique.len());
         for chunk in unique.chunks(SOAP_BATCH) {
-            let body = self.soap(call, chunk).await?;
+            let body = self
+                .soap(call, &[SoapArg::Guids(ids_element, chunk)])
+                .await?;
             all.extend(decode(&body)?);
         }
         Ok(all)
@@ -129,6 +158,25 @@ fn permission_query(call: Call, grant: &PermissionCreate) -> Call {
         call = call.query("RoleType", role_type.as_str());
     }
     call
+}
+
+/// An external id names something: an empty one is the caller's mistake, not a lookup.
+fn checked_external_id(id: &str) -> Result<&str, PanoptoError> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(PanoptoError::Config(
+            "an external id cannot be empty".into(),
+        ));
+    }
+    Ok(id)
+}
+
+/// Panopto's fault for an id it does not know says "... was not found"; one that does not
+/// name the folder (e.g. an unknown provider) is left a fault.
+fn is_unknown_folder(fault: &SoapFault, folder_id: &str) -> bool {
+    let message = fault.message.to_ascii_lowercase();
+    message.contains("not found")
+        && (message.contains("folder") || message.contains(&folder_id.to_ascii_lowercase()))
 }
 
 fn session_key(s: &Session) -> String {
@@ -176,6 +224,64 @@ impl Panopto for HttpPanopto {
             format!("{API}/folders/{}", segment(id)),
         ))
         .await
+    }
+
+    async fn folder_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<Folder>, PanoptoError> {
+        let ids = [checked_external_id(external_id)?.to_string()];
+        let providers = [self.external_id_provider().to_string()];
+        let body = self
+            .soap(
+                SoapCall::FoldersByExternalId,
+                &[
+                    SoapArg::Strings("folderExternalIds", &ids),
+                    SoapArg::Strings("providerNames", &providers),
+                ],
+            )
+            .await?;
+        // Panopto matched the id and provider: its answer is trusted as is (its Folder's
+        // single ExternalId need not be the one asked for when a folder has several).
+        let mut seen = HashSet::new();
+        let mut folders: Vec<Folder> = soap::decode_folders(&body)?
+            .into_iter()
+            .filter(|f| seen.insert(f.id.clone()))
+            .collect();
+        match folders.len() {
+            0 | 1 => Ok(folders.pop()),
+            n => Err(PanoptoError::Decode(format!(
+                "{n} folders carry external id {} under provider {}: {}",
+                ids[0],
+                providers[0],
+                folders
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    async fn set_folder_external_id(
+        &self,
+        folder_id: &str,
+        external_id: &str,
+    ) -> Result<(), PanoptoError> {
+        let call = SoapCall::UpdateFolderExternalIdWithProvider;
+        let args = [
+            SoapArg::Text("folderId", folder_id),
+            SoapArg::Text("externalId", checked_external_id(external_id)?),
+            SoapArg::Text("SiteMembershipProviderName", self.external_id_provider()),
+        ];
+        let not_found = |e: PanoptoError| match e {
+            PanoptoError::Soap(fault) if is_unknown_folder(&fault, folder_id) => {
+                PanoptoError::NotFound(format!("folder {folder_id}"))
+            }
+            other => other,
+        };
+        let body = self.soap(call, &args).await.map_err(not_found)?;
+        soap::decode_done(&body, call).map_err(not_found)
     }
 
     async fn search_folders(&self, query: &str) -> Result<Vec<Folder>, PanoptoError> {
@@ -352,6 +458,13 @@ impl Panopto for HttpPanopto {
         self.execute(&call).await.map(|_| ())
     }
 
+    async fn search_users(&self, query: &str) -> Result<Vec<User>, PanoptoError> {
+        let call =
+            Call::new(Method::GET, format!("{API}/users/search")).query("searchQuery", query);
+        self.list_pages(call, |u: &User| u.id.clone(), Paging::Undocumented)
+            .await
+    }
+
     async fn session_permissions(&self, session_id: &str) -> Result<Vec<Permission>, PanoptoError> {
         let call = Call::new(
             Method::GET,
@@ -400,12 +513,22 @@ impl Panopto for HttpPanopto {
     }
 
     async fn session_states(&self, ids: &[String]) -> Result<Vec<SessionStatus>, PanoptoError> {
-        self.soap_batched(SoapCall::SessionsById, ids, soap::decode_sessions)
-            .await
+        self.soap_batched(
+            SoapCall::SessionsById,
+            "sessionIds",
+            ids,
+            soap::decode_sessions,
+        )
+        .await
     }
 
     async fn recorder_states(&self, ids: &[String]) -> Result<Vec<RemoteRecorder>, PanoptoError> {
-        self.soap_batched(SoapCall::RemoteRecordersById, ids, soap::decode_recorders)
-            .await
+        self.soap_batched(
+            SoapCall::RemoteRecordersById,
+            "remoteRecorderIds",
+            ids,
+            soap::decode_recorders,
+        )
+        .await
     }
 }

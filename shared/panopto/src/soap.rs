@@ -1,10 +1,14 @@
-//! The two SOAP 1.1 calls REST lacks, written and read with quick-xml:
+//! The SOAP 1.1 calls REST lacks, written and read with quick-xml:
 //! `SessionManagement.GetSessionsById` (a session's processing `State`) and
 //! `RemoteRecorderManagement.GetRemoteRecordersById` (a recorder's `State`), each for many
-//! ids in one call. A `Fault` answer becomes a [`SoapFault`].
+//! ids in one call, and a folder's external id (`SessionManagement.GetAllFoldersByExternalId`,
+//! `UpdateFolderExternalIdWithProvider`): REST has no external ids. A `Fault` answer becomes a
+//! [`SoapFault`].
 
 use super::PanoptoError;
-use super::model::{RecorderState, RemoteRecorder, SessionState, SessionStatus, time};
+use super::model::{
+    BasicFolder, Folder, NIL_GUID, RecorderState, RemoteRecorder, SessionState, SessionStatus, time,
+};
 use super::xml::Element;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -16,18 +20,24 @@ pub(crate) const V40: &str =
     "http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40";
 pub(crate) const ARRAYS: &str = "http://schemas.microsoft.com/2003/10/Serialization/Arrays";
 
-/// One of the batched SOAP reads.
+/// One of the SOAP operations the client calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SoapCall {
     SessionsById,
     RemoteRecordersById,
+    FoldersByExternalId,
+    UpdateFolderExternalIdWithProvider,
 }
 
 impl SoapCall {
     /// The service's path below the site's root.
     pub fn path(self) -> &'static str {
         match self {
-            SoapCall::SessionsById => "Panopto/PublicAPI/4.6/SessionManagement.svc",
+            SoapCall::SessionsById
+            | SoapCall::FoldersByExternalId
+            | SoapCall::UpdateFolderExternalIdWithProvider => {
+                "Panopto/PublicAPI/4.6/SessionManagement.svc"
+            }
             SoapCall::RemoteRecordersById => "Panopto/PublicAPI/4.6/RemoteRecorderManagement.svc",
         }
     }
@@ -39,6 +49,12 @@ impl SoapCall {
             SoapCall::RemoteRecordersById => {
                 "\"http://tempuri.org/IRemoteRecorderManagement/GetRemoteRecordersById\""
             }
+            SoapCall::FoldersByExternalId => {
+                "\"http://tempuri.org/ISessionManagement/GetAllFoldersByExternalId\""
+            }
+            SoapCall::UpdateFolderExternalIdWithProvider => {
+                "\"http://tempuri.org/ISessionManagement/UpdateFolderExternalIdWithProvider\""
+            }
         }
     }
 
@@ -46,13 +62,32 @@ impl SoapCall {
         match self {
             SoapCall::SessionsById => "GetSessionsById",
             SoapCall::RemoteRecordersById => "GetRemoteRecordersById",
+            SoapCall::FoldersByExternalId => "GetAllFoldersByExternalId",
+            SoapCall::UpdateFolderExternalIdWithProvider => "UpdateFolderExternalIdWithProvider",
         }
     }
+}
 
-    fn ids_element(self) -> &'static str {
+/// One parameter after `auth`. WCF reads them in the operation's declared order, so callers
+/// pass them in that order; names are case-sensitive (`SiteMembershipProviderName` is
+/// capitalised in Panopto's contract, the others are not).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SoapArg<'a> {
+    /// An `ArrayOfguid`.
+    Guids(&'static str, &'a [String]),
+    /// An `ArrayOfstring`.
+    Strings(&'static str, &'a [String]),
+    /// A `string` or `guid` value.
+    Text(&'static str, &'a str),
+}
+
+impl SoapArg<'_> {
+    fn size_hint(&self) -> usize {
         match self {
-            SoapCall::SessionsById => "sessionIds",
-            SoapCall::RemoteRecordersById => "remoteRecorderIds",
+            SoapArg::Guids(_, items) | SoapArg::Strings(_, items) => {
+                64 + items.iter().map(|i| i.len() + 32).sum::<usize>()
+            }
+            SoapArg::Text(_, text) => 64 + text.len(),
         }
     }
 }
@@ -79,11 +114,12 @@ pub(crate) struct SoapAuth<'a> {
     pub password: &'a str,
 }
 
-/// The request envelope of `call` for `ids`.
-pub(crate) fn request(call: SoapCall, auth: SoapAuth<'_>, ids: &[String]) -> Vec<u8> {
-    let mut w = Writer::new(Vec::with_capacity(512 + ids.len() * 64));
+/// The request envelope of `call` with `args`.
+pub(crate) fn request(call: SoapCall, auth: SoapAuth<'_>, args: &[SoapArg<'_>]) -> Vec<u8> {
+    let size = 512 + args.iter().map(SoapArg::size_hint).sum::<usize>();
+    let mut w = Writer::new(Vec::with_capacity(size));
     // Writing into a Vec cannot fail: the io::Results below are all Ok.
-    let _ = write_request(&mut w, call, auth, ids);
+    let _ = write_request(&mut w, call, auth, args);
     w.into_inner()
 }
 
@@ -91,7 +127,7 @@ fn write_request(
     w: &mut Writer<Vec<u8>>,
     call: SoapCall,
     auth: SoapAuth<'_>,
-    ids: &[String],
+    args: &[SoapArg<'_>],
 ) -> std::io::Result<()> {
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
     w.write_event(Event::Start(
@@ -108,16 +144,26 @@ fn write_request(
     text_element(w, "a:Password", auth.password)?;
     text_element(w, "a:UserKey", auth.user_key)?;
     w.write_event(Event::End(BytesEnd::new("auth")))?;
-    w.write_event(Event::Start(
-        BytesStart::new(call.ids_element()).with_attributes([("xmlns:b", ARRAYS)]),
-    ))?;
-    for id in ids {
-        text_element(w, "b:guid", id)?;
+    for arg in args {
+        match *arg {
+            SoapArg::Guids(name, items) => array(w, name, "b:guid", items)?,
+            SoapArg::Strings(name, items) => array(w, name, "b:string", items)?,
+            SoapArg::Text(name, text) => text_element(w, name, text)?,
+        }
     }
-    w.write_event(Event::End(BytesEnd::new(call.ids_element())))?;
     w.write_event(Event::End(BytesEnd::new(call.operation())))?;
     w.write_event(Event::End(BytesEnd::new("s:Body")))?;
     w.write_event(Event::End(BytesEnd::new("s:Envelope")))
+}
+
+fn array(w: &mut Writer<Vec<u8>>, name: &str, item: &str, items: &[String]) -> std::io::Result<()> {
+    w.write_event(Event::Start(
+        BytesStart::new(name).with_attributes([("xmlns:b", ARRAYS)]),
+    ))?;
+    for text in items {
+        text_element(w, item, text)?;
+    }
+    w.write_event(Event::End(BytesEnd::new(name)))
 }
 
 fn text_element(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> std::io::Result<()> {
@@ -156,12 +202,8 @@ fn soap_body(root: &Element) -> Result<&Element, PanoptoError> {
         .ok_or_else(|| PanoptoError::Decode("the SOAP envelope has no Body".into()))
 }
 
-/// The items of `{operation}Response/{operation}Result`; a Fault is an error.
-fn result_items<'a>(
-    root: &'a Element,
-    call: SoapCall,
-    item: &'a str,
-) -> Result<Vec<&'a Element>, PanoptoError> {
+/// `{operation}Response`; a Fault is an error.
+fn response(root: &Element, call: SoapCall) -> Result<&Element, PanoptoError> {
     let body = soap_body(root)?;
     if let Some(fault) = body.child("Fault") {
         return Err(PanoptoError::Soap(SoapFault {
@@ -176,10 +218,18 @@ fn result_items<'a>(
         }));
     }
     let operation = call.operation();
-    let response = body.child(&format!("{operation}Response")).ok_or_else(|| {
-        PanoptoError::Decode(format!("no {operation}Response in the SOAP answer"))
-    })?;
-    let Some(result) = response.child(&format!("{operation}Result")) else {
+    body.child(&format!("{operation}Response"))
+        .ok_or_else(|| PanoptoError::Decode(format!("no {operation}Response in the SOAP answer")))
+}
+
+/// The items of `{operation}Response/{operation}Result`; a Fault is an error.
+fn result_items<'a>(
+    root: &'a Element,
+    call: SoapCall,
+    item: &'a str,
+) -> Result<Vec<&'a Element>, PanoptoError> {
+    let response = response(root, call)?;
+    let Some(result) = response.child(&format!("{}Result", call.operation())) else {
         return Ok(Vec::new());
     };
     Ok(result.children_named(item).filter(|e| !e.nil).collect())
@@ -257,6 +307,36 @@ pub(crate) fn decode_recorders(body: &[u8]) -> Result<Vec<RemoteRecorder>, Panop
         .collect()
 }
 
+/// `GetAllFoldersByExternalIdResponse` → each folder. SOAP's `Folder` names its parent by id
+/// only, so `parent_folder.name` is empty.
+pub(crate) fn decode_folders(body: &[u8]) -> Result<Vec<Folder>, PanoptoError> {
+    let root = Element::parse(body).map_err(PanoptoError::Decode)?;
+    result_items(&root, SoapCall::FoldersByExternalId, "Folder")?
+        .into_iter()
+        .map(|f| {
+            Ok(Folder {
+                id: required_id(f, "folder")?,
+                name: f.child_text("Name").unwrap_or_default().to_string(),
+                description: f.child_text("Description").map(str::to_string),
+                parent_folder: f
+                    .child_text("ParentFolder")
+                    .filter(|id| *id != NIL_GUID)
+                    .map(|id| BasicFolder {
+                        id: id.to_string(),
+                        name: String::new(),
+                    }),
+            })
+        })
+        .collect()
+}
+
+/// The answer of an operation that returns nothing: its (empty) `{operation}Response`, or
+/// the Fault as an error.
+pub(crate) fn decode_done(body: &[u8], call: SoapCall) -> Result<(), PanoptoError> {
+    let root = Element::parse(body).map_err(PanoptoError::Decode)?;
+    response(&root, call).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +347,12 @@ mod tests {
             user_key: "api<user>",
             password: "p&ss\"word",
         };
-        let xml = request(SoapCall::SessionsById, auth, &["a".into(), "b".into()]);
+        let ids = ["a".to_string(), "b".to_string()];
+        let xml = request(
+            SoapCall::SessionsById,
+            auth,
+            &[SoapArg::Guids("sessionIds", &ids)],
+        );
         let root = Element::parse(&xml).unwrap();
         assert!(root.is(SOAP_ENV, "Envelope"));
         let op = root
@@ -291,7 +376,11 @@ mod tests {
             ids,
             vec![(ARRAYS.into(), "a".into()), (ARRAYS.into(), "b".into())]
         );
-        let recorders = request(SoapCall::RemoteRecordersById, auth_of(), &["r".into()]);
+        let recorders = request(
+            SoapCall::RemoteRecordersById,
+            auth_of(),
+            &[SoapArg::Guids("remoteRecorderIds", &["r".to_string()])],
+        );
         let text = String::from_utf8(recorders).unwrap();
         assert!(text.contains("<GetRemoteRecordersById xmlns=\"http://tempuri.org/\">"));
         assert!(text.contains("<remoteRecorderIds"));
@@ -384,5 +473,133 @@ mod tests {
             }
             .is_server_fault()
         );
+    }
+
+    #[test]
+    fn writes_the_external_id_calls_in_contract_order() {
+        let ids = ["canvas-section-1&2".to_string()];
+        let providers = ["coursewire".to_string()];
+        let xml = request(
+            SoapCall::FoldersByExternalId,
+            auth_of(),
+            &[
+                SoapArg::Strings("folderExternalIds", &ids),
+                SoapArg::Strings("providerNames", &providers),
+            ],
+        );
+        let root = Element::parse(&xml).unwrap();
+        let op = root
+            .child("Body")
+            .unwrap()
+            .child("GetAllFoldersByExternalId")
+            .unwrap();
+        let names: Vec<_> = op.children.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["auth", "folderExternalIds", "providerNames"]);
+        let id = op
+            .child("folderExternalIds")
+            .unwrap()
+            .child("string")
+            .unwrap();
+        assert!(id.is(ARRAYS, "string"));
+        assert_eq!(id.text, "canvas-section-1&2");
+        assert_eq!(
+            op.child("providerNames").unwrap().child_text("string"),
+            Some("coursewire")
+        );
+
+        let xml = request(
+            SoapCall::UpdateFolderExternalIdWithProvider,
+            auth_of(),
+            &[
+                SoapArg::Text("folderId", "f1"),
+                SoapArg::Text("externalId", "s1"),
+                SoapArg::Text("SiteMembershipProviderName", "coursewire"),
+            ],
+        );
+        let root = Element::parse(&xml).unwrap();
+        let op = root
+            .child("Body")
+            .unwrap()
+            .child("UpdateFolderExternalIdWithProvider")
+            .unwrap();
+        let fields: Vec<_> = op
+            .children
+            .iter()
+            .skip(1)
+            .map(|c| {
+                (
+                    c.namespace.as_deref().unwrap(),
+                    c.name.as_str(),
+                    c.text.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (TEMPURI, "folderId", "f1"),
+                (TEMPURI, "externalId", "s1"),
+                (TEMPURI, "SiteMembershipProviderName", "coursewire"),
+            ]
+        );
+        assert_eq!(
+            SoapCall::UpdateFolderExternalIdWithProvider.action(),
+            "\"http://tempuri.org/ISessionManagement/UpdateFolderExternalIdWithProvider\""
+        );
+        assert_eq!(
+            SoapCall::FoldersByExternalId.path(),
+            SoapCall::SessionsById.path()
+        );
+    }
+
+    #[test]
+    fn reads_folders_found_by_external_id() {
+        let xml = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+          <GetAllFoldersByExternalIdResponse xmlns="http://tempuri.org/">
+            <GetAllFoldersByExternalIdResult xmlns:a="http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V46.Soap" xmlns:i="http://www.w3.org/2001/XMLSchema-instance">
+              <a:Folder><a:AllowPublicNotes>false</a:AllowPublicNotes>
+                <a:ChildFolders xmlns:b="http://schemas.microsoft.com/2003/10/Serialization/Arrays"/>
+                <a:Description i:nil="true"/><a:Id>f1</a:Id><a:Name>BIO 101 &amp; Lab</a:Name>
+                <a:ParentFolder>p1</a:ParentFolder><a:ExternalId>canvas-section-1</a:ExternalId></a:Folder>
+              <a:Folder><a:Description>top</a:Description><a:Id>f2</a:Id><a:Name>Fall</a:Name>
+                <a:ParentFolder i:nil="true"/><a:ExternalId>x</a:ExternalId></a:Folder>
+            </GetAllFoldersByExternalIdResult></GetAllFoldersByExternalIdResponse></s:Body></s:Envelope>"#;
+        let folders = decode_folders(xml.as_bytes()).unwrap();
+        assert_eq!(folders.len(), 2);
+        assert_eq!(folders[0].id, "f1");
+        assert_eq!(folders[0].name, "BIO 101 & Lab");
+        assert_eq!(folders[0].description, None);
+        assert_eq!(
+            folders[0].parent_folder.as_ref().map(|p| p.id.as_str()),
+            Some("p1")
+        );
+        assert_eq!(folders[1].description.as_deref(), Some("top"));
+        assert_eq!(folders[1].parent_folder, None);
+
+        let empty = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+          <GetAllFoldersByExternalIdResponse xmlns="http://tempuri.org/"><GetAllFoldersByExternalIdResult/>
+          </GetAllFoldersByExternalIdResponse></s:Body></s:Envelope>"#;
+        assert!(decode_folders(empty.as_bytes()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_update_is_done_when_its_response_comes_back() {
+        let call = SoapCall::UpdateFolderExternalIdWithProvider;
+        let done = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+          <UpdateFolderExternalIdWithProviderResponse xmlns="http://tempuri.org/"/></s:Body></s:Envelope>"#;
+        decode_done(done.as_bytes(), call).unwrap();
+        let other = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+          <GetSessionsByIdResponse xmlns="http://tempuri.org/"/></s:Body></s:Envelope>"#;
+        assert!(matches!(
+            decode_done(other.as_bytes(), call),
+            Err(PanoptoError::Decode(_))
+        ));
+        let fault = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>
+            <faultcode>s:Client</faultcode><faultstring>Folder 'f' was not found</faultstring>
+            </s:Fault></s:Body></s:Envelope>"#;
+        match decode_done(fault.as_bytes(), call) {
+            Err(PanoptoError::Soap(f)) => assert!(!f.is_server_fault()),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,15 +1,18 @@
 //! The real client against the Panopto simulator: tokens that expire mid-use, throttling,
-//! booking conflicts, paging and the batched SOAP state calls.
+//! booking conflicts, paging, the batched SOAP state calls, folder external ids and users
+//! by user key.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use coursewire_panopto::{
-    HttpPanopto, HttpSettings, MemoryCredentialStore, Panopto, PanoptoCredentials, PanoptoError,
-    PermissionCreate, PrincipalType, RecorderState, ScheduledRecordingCreate, SessionState,
-    SessionUpdate,
+    DEFAULT_EXTERNAL_ID_PROVIDER, HttpPanopto, HttpSettings, MemoryCredentialStore, Panopto,
+    PanoptoCredentials, PanoptoError, PermissionCreate, PrincipalType, RecorderState,
+    ScheduledRecordingCreate, SessionState, SessionUpdate,
 };
 use coursewire_simulators::panopto::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
-    PanoptoSimConfig, SOAP_GET_RECORDERS_BY_ID, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
+    PanoptoSimConfig, REST_SEARCH_USERS, SOAP_GET_ALL_FOLDERS_BY_EXTERNAL_ID,
+    SOAP_GET_RECORDERS_BY_ID, SOAP_GET_SESSIONS_BY_ID, SOAP_UPDATE_FOLDER_EXTERNAL_ID,
+    TOKEN_ENDPOINT,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -448,5 +451,251 @@ async fn lists_follow_every_page_once_and_writes_land() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_folder_is_found_again_by_its_external_id_whatever_its_name() {
+    let sim = sim().await;
+    let term = sim.add_folder("Fall 2025", None).unwrap();
+    let folder = sim.add_folder("BIO 101 Fall 2025", Some(&term)).unwrap();
+    let panopto = client(&sim);
+    assert_eq!(panopto.external_id_provider(), DEFAULT_EXTERNAL_ID_PROVIDER);
+    assert_eq!(
+        panopto
+            .folder_by_external_id("canvas-section-42")
+            .await
+            .unwrap(),
+        None
+    );
+
+    panopto
+        .set_folder_external_id(&folder, "canvas-section-42")
+        .await
+        .unwrap();
+    // Setting it again is a no-op success.
+    panopto
+        .set_folder_external_id(&folder, "canvas-section-42")
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.folder_external_ids(&folder).unwrap(),
+        [(
+            DEFAULT_EXTERNAL_ID_PROVIDER.to_string(),
+            "canvas-section-42".to_string()
+        )]
+        .into()
+    );
+
+    sim.rename_folder(&folder, "BIO 101 (Dr. Smith) Fall 2025")
+        .unwrap();
+    let found = panopto
+        .folder_by_external_id("canvas-section-42")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.id, folder);
+    assert_eq!(found.name, "BIO 101 (Dr. Smith) Fall 2025");
+    assert_eq!(
+        found.parent_folder.map(|p| p.id),
+        Some(term.clone()),
+        "the parent by id"
+    );
+    assert_eq!(
+        panopto
+            .folder_by_external_id("canvas-section-43")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Another provider's ids are not this client's, in either direction.
+    sim.set_folder_external_id(&term, "canvas", "canvas-section-43")
+        .unwrap();
+    assert_eq!(
+        panopto
+            .folder_by_external_id("canvas-section-43")
+            .await
+            .unwrap(),
+        None
+    );
+    let other = Arc::new(
+        HttpPanopto::new(
+            Arc::new(MemoryCredentialStore::new(credentials(&sim))),
+            settings(),
+        )
+        .unwrap()
+        .with_external_id_provider("canvas"),
+    );
+    assert_eq!(
+        other
+            .folder_by_external_id("canvas-section-42")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        other
+            .folder_by_external_id("canvas-section-43")
+            .await
+            .unwrap()
+            .map(|f| f.id),
+        Some(term.clone())
+    );
+
+    // An unknown folder is NotFound; an id another folder holds is refused, not moved.
+    let unknown = "11111111-1111-1111-1111-111111111111";
+    assert!(matches!(
+        panopto
+            .set_folder_external_id(unknown, "canvas-section-44")
+            .await,
+        Err(PanoptoError::NotFound(_))
+    ));
+    let taken = panopto
+        .set_folder_external_id(&term, "canvas-section-42")
+        .await;
+    assert!(
+        matches!(&taken, Err(PanoptoError::Soap(fault)) if fault.message.contains("already")),
+        "{taken:?}"
+    );
+    assert!(!taken.unwrap_err().is_transient());
+    assert!(matches!(
+        panopto.folder_by_external_id("  ").await,
+        Err(PanoptoError::Config(_))
+    ));
+
+    // Throttled like every SOAP call: waits for Retry-After, then answers.
+    sim.force_throttle(1, Duration::from_secs(1));
+    let found = panopto
+        .folder_by_external_id("canvas-section-42")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.id), Some(folder));
+    assert_eq!(panopto.stats().throttled, 1);
+    let stats = sim.stats();
+    assert_eq!(stats.count(SOAP_UPDATE_FOLDER_EXTERNAL_ID), 4);
+    // Six lookups, the throttled one twice; the blank id never left the client.
+    assert_eq!(stats.count(SOAP_GET_ALL_FOLDERS_BY_EXTERNAL_ID), 8);
+}
+
+#[tokio::test]
+async fn a_user_is_found_by_exact_key_and_searches_follow_every_page() {
+    let sim = sim().await;
+    let students: Vec<String> = (0..120)
+        .map(|n| {
+            sim.add_user(
+                &format!(r"canvas\student{n:03}"),
+                &format!("Student {n:03}"),
+            )
+        })
+        .collect();
+    let jane = sim.add_user_with_email(r"canvas\jdoe", "Jane Doe", "jane.doe@example.edu");
+    let jane2 = sim.add_user(r"canvas\jdoe2", "Jane Doe II");
+    let elsewhere = sim.add_user(r"other-lms\jdoe", "Jane Doe");
+    let panopto = client(&sim);
+    sim.reset_stats();
+
+    // The search answers every key containing it; the lookup keeps the exact one.
+    let found = panopto
+        .user_by_key(r"canvas\jdoe")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.user_key.as_str()),
+        (jane.as_str(), r"canvas\jdoe")
+    );
+    let mut near: Vec<String> = panopto
+        .search_users(r"canvas\jdoe")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    near.sort();
+    let mut expected = vec![jane.clone(), jane2.clone()];
+    expected.sort();
+    assert_eq!(near, expected);
+    assert_eq!(
+        panopto
+            .user_by_key(r" CANVAS\JDoe ")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(jane.clone()),
+        "case-insensitive"
+    );
+    assert_eq!(
+        panopto
+            .user_by_key(r"other-lms\jdoe")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(elsewhere)
+    );
+    assert_eq!(panopto.user_by_key(r"canvas\nobody").await.unwrap(), None);
+    assert_eq!(
+        panopto.user_by_key("jdoe").await.unwrap(),
+        None,
+        "a login alone is not a user key"
+    );
+    assert!(matches!(
+        panopto.user_by_key("  ").await,
+        Err(PanoptoError::Config(_))
+    ));
+    assert_eq!(
+        sim.stats().count(REST_SEARCH_USERS),
+        6,
+        "the blank key never left"
+    );
+
+    // 120 students: three pages, each student once.
+    sim.reset_stats();
+    let listed = panopto.search_users(r"canvas\student").await.unwrap();
+    assert_eq!(
+        listed.into_iter().map(|u| u.id).collect::<Vec<_>>(),
+        students
+    );
+    assert_eq!(sim.stats().count(REST_SEARCH_USERS), 3);
+    assert_eq!(
+        panopto
+            .user_by_key(r"canvas\student119")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(students[119].clone())
+    );
+
+    // A site that ignores pageNumber there (Panopto documents none): the repeated page ends
+    // the list instead of being asked for up to the page bound.
+    sim.users_search_ignores_paging(true);
+    sim.reset_stats();
+    assert_eq!(panopto.search_users("student").await.unwrap().len(), 120);
+    assert_eq!(sim.stats().count(REST_SEARCH_USERS), 2);
+    sim.users_search_ignores_paging(false);
+
+    // Throttled like every REST read, and the id found is what a grant names.
+    sim.force_throttle(1, Duration::ZERO);
+    let student = panopto
+        .user_by_key(r"canvas\student007")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(panopto.stats().throttled, 1);
+    let folder = sim.add_folder("BIO 101", None).unwrap();
+    let session = sim
+        .add_recorded_session(&folder, "Lecture 1", at(-120), Duration::from_secs(3000))
+        .unwrap();
+    panopto
+        .grant_session_permission(
+            &session,
+            &PermissionCreate::viewer(student.id.clone(), PrincipalType::User),
+        )
+        .await
+        .unwrap();
+    let granted = panopto.session_permissions(&session).await.unwrap();
+    assert_eq!(
+        granted[0].principal.as_ref().and_then(|p| p.id.clone()),
+        Some(students[7].clone())
     );
 }

@@ -3,11 +3,14 @@
 //! scheduled recording in its section's folder, named by the rule; a moved meeting moves it
 //! (PUT), a cancelled one cancels it (DELETE), a room change re-books it on the new recorder.
 //!
+//! The rule's folder is found by its external id ([`crate::folders`]), not by name.
+//!
 //! Check before act: a booking coursewire made carries a marker in its description, so a run
 //! that crashed between Panopto's answer and writing the booking down finds it again (in the
 //! folder) instead of booking twice. A conflict Panopto reports (recorder already booked) is
 //! kept on the lecture and reported, never dropped.
 
+use crate::folders::SectionFolders;
 use chrono::{DateTime, Utc};
 use coursewire_panopto::{Panopto, PanoptoError, ScheduledRecordingCreate};
 use coursewire_runtime::function::{HandlerError, InvokeHandler, ScheduleHandler};
@@ -16,9 +19,8 @@ use coursewire_teaching::sections::{CanvasDirectory, SectionInfo};
 use coursewire_teaching::{
     Booking, Lecture, LectureRow, LectureStatus, MeetingPattern, Room, RuleBook, TeachingStore,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// The description marker naming the lecture a booking is for.
 pub fn marker(lecture: &Lecture) -> String {
@@ -66,8 +68,7 @@ pub struct Scheduler {
     teaching: Arc<dyn TeachingStore>,
     panopto: Arc<dyn Panopto>,
     directory: Arc<dyn CanvasDirectory>,
-    /// Folder path → Panopto folder id, for this process.
-    folders: Mutex<HashMap<Vec<String>, String>>,
+    folders: SectionFolders,
 }
 
 impl Scheduler {
@@ -78,9 +79,9 @@ impl Scheduler {
     ) -> Self {
         Self {
             teaching,
+            folders: SectionFolders::new(panopto.clone()),
             panopto,
             directory,
-            folders: Mutex::new(HashMap::new()),
         }
     }
 
@@ -205,7 +206,7 @@ impl Scheduler {
 
     /// Books the lecture, or adopts the booking an interrupted run made.
     async fn book(&self, lecture: &Lecture, wanted: &Wanted) -> Result<Outcome, BookingError> {
-        let folder_id = self.folder(&wanted.folder_path).await?;
+        let folder_id = self.folders.folder(&wanted.folder_path).await?;
         let marker = marker(lecture);
         let existing = self
             .panopto
@@ -245,49 +246,6 @@ impl Scheduler {
             .set_booking(lecture, Some(&booking), None)
             .await?;
         Ok(outcome)
-    }
-
-    /// The folder at `path` (top-level name first), created where missing.
-    async fn folder(&self, path: &[String]) -> Result<String, BookingError> {
-        let mut cache = self.folders.lock().await;
-        if let Some(id) = cache.get(path) {
-            return Ok(id.clone());
-        }
-        let mut parent: Option<String> = None;
-        for depth in 1..=path.len() {
-            let prefix = path[..depth].to_vec();
-            if let Some(id) = cache.get(&prefix) {
-                parent = Some(id.clone());
-                continue;
-            }
-            let name = &path[depth - 1];
-            let candidates = match &parent {
-                None => self
-                    .panopto
-                    .search_folders(name)
-                    .await?
-                    .into_iter()
-                    .filter(|f| f.parent_folder.is_none())
-                    .collect::<Vec<_>>(),
-                Some(parent) => self.panopto.folder_children(parent).await?,
-            };
-            let id = match candidates.into_iter().find(|f| &f.name == name) {
-                Some(folder) => folder.id,
-                None => {
-                    self.panopto
-                        .create_folder(name, parent.as_deref(), Some("Created by coursewire"))
-                        .await?
-                        .id
-                }
-            };
-            cache.insert(prefix, id.clone());
-            parent = Some(id);
-        }
-        parent.ok_or_else(|| {
-            BookingError::Catalog(ServiceError::Permanent(
-                "a folder template rendered empty".into(),
-            ))
-        })
     }
 }
 

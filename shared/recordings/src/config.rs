@@ -40,7 +40,8 @@ fn intake(
     Ok(Intake::new(Arc::new(inbox), Arc::new(queue)))
 }
 
-fn panopto(
+/// The Panopto client, on Secrets Manager (every function that calls Panopto builds it so).
+pub fn panopto(
     get: impl Fn(&str) -> Option<String>,
     aws: &aws_config::SdkConfig,
 ) -> Result<Arc<HttpPanopto>, BuildError> {

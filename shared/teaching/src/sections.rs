@@ -29,6 +29,14 @@ pub trait CanvasDirectory: Send + Sync {
         course_id: &str,
         section_id: &str,
     ) -> Result<Vec<String>, ServiceError>;
+    /// The Canvas user ids who may watch the course's recordings now: every active
+    /// enrollment (students, teachers, TAs, observers) of `section_id`, or of the whole
+    /// course when `section_id` is `None`.
+    async fn viewers(
+        &self,
+        course_id: &str,
+        section_id: Option<&str>,
+    ) -> Result<Vec<String>, ServiceError>;
 }
 
 /// The Canvas catalog table as a directory (two BatchGetItem rounds: sections, then courses).
@@ -106,21 +114,47 @@ impl CanvasDirectory for CatalogDirectory {
         course_id: &str,
         section_id: &str,
     ) -> Result<Vec<String>, ServiceError> {
-        let mut users: Vec<String> = self
+        self.enrolled(course_id, |state| teaches(state, section_id))
+            .await
+    }
+
+    async fn viewers(
+        &self,
+        course_id: &str,
+        section_id: Option<&str>,
+    ) -> Result<Vec<String>, ServiceError> {
+        self.enrolled(course_id, |state| watches(state, section_id))
+            .await
+    }
+}
+
+impl CatalogDirectory {
+    /// The users (sorted, once each) of the course's live enrollments that `keep` accepts.
+    async fn enrolled(
+        &self,
+        course_id: &str,
+        keep: impl Fn(&serde_json::Map<String, Value>) -> bool,
+    ) -> Result<Vec<String>, ServiceError> {
+        let users: BTreeSet<String> = self
             .catalog
             .children(&format!("course:{course_id}"))
             .await?
             .into_iter()
             .filter(|row| row.entity_type == "enrollment" && !row.deleted)
             .filter_map(|row| row.state)
-            .filter(|state| teaches(state, section_id))
+            .filter(|state| keep(state))
             .map(|state| field(&state, "user_id"))
             .filter(|user| !user.is_empty())
             .collect();
-        users.sort();
-        users.dedup();
-        Ok(users)
+        Ok(users.into_iter().collect())
     }
+}
+
+/// Whether a catalog enrollment row lets its user watch `section_id`'s (or, `None`, the
+/// course's) recordings.
+fn watches(state: &serde_json::Map<String, Value>, section_id: Option<&str>) -> bool {
+    section_id.is_none_or(|section| field(state, "section_id") == section)
+        && matches!(field(state, "workflow_state").as_str(), "active" | "")
 }
 
 /// Whether a catalog enrollment row makes its user an instructor of `section_id`.
@@ -151,5 +185,12 @@ mod tests {
             json!({"type": "TeacherEnrollment", "section_id": "s1", "workflow_state": "completed"}),
         );
         assert!(!teaches(&gone, "s1"));
+        assert!(watches(&student, Some("s1")) && watches(&student, None));
+        assert!(!watches(&student, Some("s2")), "another section");
+        assert!(watches(&teacher, Some("s1")));
+        assert!(
+            !watches(&gone, None),
+            "a completed enrollment no longer watches"
+        );
     }
 }

@@ -17,7 +17,7 @@
 //!   up-front cost per request in flight) with `X-Request-Cost` and `X-Rate-Limit-Remaining`
 //!   on every API response and 403 (or 429) `Rate Limit Exceeded` when it overflows.
 //! - `rest`: `/api/v1` lists with `Link` pagination (opaque bookmarks for enrollments,
-//!   numbered pages elsewhere) and the module-item mutations.
+//!   numbered pages elsewhere) and the module and module-item mutations.
 //! - `graphql`: a small real GraphQL parser and executor for `POST /api/graphql` with
 //!   Relay connections (courses, sections, enrollments, users, modules).
 //! - [`server`]: the axum server ([`CanvasApiSim`]) with runtime controls: error
@@ -30,6 +30,7 @@
 //! // point the real client at sim.base_url() with grant.access_token / grant.refresh_token
 //! sim.inject_errors(2, 503);
 //! sim.set_enrollment_state(enrollment_id, "deleted")?;
+//! sim.delete_module(course_id, module_id)?; // a person deleted it in the UI
 //! let events = sim.take_live_events(); // deliver with canvas_live_events::Emitter
 //! ```
 
@@ -51,7 +52,8 @@ pub use server::{ApiStats, CanvasApiSim};
 pub use throttle::CostModel;
 pub use world::{
     Assignment, Course, Enrollment, LOCAL_ID_BASE, Module, ModuleItem, ModuleItemUpdate,
-    NewModuleItem, Origin, RequestOrigin, Section, Submission, User, World, to_global,
+    ModuleUpdate, NewModuleItem, Origin, RequestOrigin, Section, Submission, User, World,
+    to_global,
 };
 
 /// Client id of the developer key every default config registers.

@@ -1,5 +1,5 @@
-//! `/api/v1` handlers: JSON as Canvas renders it, `Link` pagination and the module-item
-//! mutations.
+//! `/api/v1` handlers: JSON as Canvas renders it, `Link` pagination and the module and
+//! module-item mutations.
 //!
 //! Pagination: `per_page` defaults to 10 and is capped at 100. Enrollments page with opaque
 //! bookmarks (`page=bookmark:<base64>`, keyed on the last id, so a walk never repeats or
@@ -21,8 +21,9 @@ use super::oauth::Caller;
 use super::params::Params;
 use super::server::{App, lock};
 use super::world::{
-    Assignment, Course, Enrollment, Module, ModuleItem, ModuleItemUpdate, NewModuleItem, Origin,
-    RequestOrigin, Section, Submission, User, World, local_part, rfc3339_s, to_global,
+    Assignment, Course, Enrollment, Module, ModuleItem, ModuleItemUpdate, ModuleUpdate,
+    NewModuleItem, Origin, RequestOrigin, Section, Submission, User, World, local_part, rfc3339_s,
+    to_global,
 };
 use super::{ApiSimError, IdForm};
 
@@ -31,6 +32,9 @@ const MAX_PER_PAGE: usize = 100;
 /// Modules with more items than this come without inline `items`, as in Canvas.
 const MAX_INLINE_ITEMS: usize = 10;
 const NOT_FOUND: &str = "The specified resource does not exist.";
+/// Parameter scopes of the write routes: `module_item[...]`, `module[...]`.
+const ITEM: &str = "module_item";
+const MODULE: &str = "module";
 
 /// How many objects an answer carried; the gate turns it into the request cost.
 #[derive(Debug, Clone, Copy)]
@@ -781,17 +785,20 @@ pub(crate) async fn module_item(
     Ok(json_response(&render.item(item), 1, None))
 }
 
-/// `module_item[...]` parameters from a form or JSON body (or the query string).
-fn item_params(
+/// `<scope>[...]` parameters (`module_item[title]`, `module[name]`) from a form or JSON
+/// body (or the query string).
+fn scoped_params(
+    scope: &str,
     headers: &HeaderMap,
     uri: &Uri,
     body: &[u8],
 ) -> Result<BTreeMap<String, Value>, ApiError> {
+    let prefix = format!("{scope}[");
     let mut out = BTreeMap::new();
     let mut from_pairs = |params: &Params| {
         for (key, value) in params.pairs() {
             if let Some(field) = key
-                .strip_prefix("module_item[")
+                .strip_prefix(prefix.as_str())
                 .and_then(|k| k.strip_suffix(']'))
             {
                 out.insert(field.to_string(), Value::String(value.clone()));
@@ -806,13 +813,13 @@ fn item_params(
     if is_json {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-        if let Some(item) = value.get("module_item").and_then(Value::as_object) {
+        if let Some(item) = value.get(scope).and_then(Value::as_object) {
             out.extend(item.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         if let Some(object) = value.as_object() {
             for (key, v) in object {
                 if let Some(field) = key
-                    .strip_prefix("module_item[")
+                    .strip_prefix(prefix.as_str())
                     .and_then(|k| k.strip_suffix(']'))
                 {
                     out.insert(field.to_string(), v.clone());
@@ -834,7 +841,11 @@ fn text_param(params: &BTreeMap<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-fn bool_param(params: &BTreeMap<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+fn bool_param(
+    params: &BTreeMap<String, Value>,
+    scope: &str,
+    key: &str,
+) -> Result<Option<bool>, ApiError> {
     match params.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -843,30 +854,34 @@ fn bool_param(params: &BTreeMap<String, Value>, key: &str) -> Result<Option<bool
             "true" | "1" | "on" | "yes" => Ok(Some(true)),
             "false" | "0" | "off" | "no" | "" => Ok(Some(false)),
             _ => Err(ApiError::bad_request(format!(
-                "module_item[{key}] must be true or false"
+                "{scope}[{key}] must be true or false"
             ))),
         },
         Some(_) => Err(ApiError::bad_request(format!(
-            "module_item[{key}] must be true or false"
+            "{scope}[{key}] must be true or false"
         ))),
     }
 }
 
-fn int_param(params: &BTreeMap<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
+fn int_param(
+    params: &BTreeMap<String, Value>,
+    scope: &str,
+    key: &str,
+) -> Result<Option<i64>, ApiError> {
     match params.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
             .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("module_item[{key}] must be an integer"))),
+            .ok_or_else(|| ApiError::bad_request(format!("{scope}[{key}] must be an integer"))),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            s.trim().parse().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("module_item[{key}] must be an integer"))
-            })
-        }
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{scope}[{key}] must be an integer"))),
         Some(_) => Err(ApiError::bad_request(format!(
-            "module_item[{key}] must be an integer"
+            "{scope}[{key}] must be an integer"
         ))),
     }
 }
@@ -893,6 +908,79 @@ fn ids(course: &str, module: &str) -> Result<(u64, u64), ApiError> {
     ))
 }
 
+/// The module as `GET` renders it (also once deleted: `DELETE` answers the deleted module).
+fn module_answer(app: &App, headers: &HeaderMap, module: u64) -> Result<Response, ApiError> {
+    let render = Render::new(app, headers);
+    let world = lock(&app.world);
+    let module = world.module(module).ok_or_else(ApiError::not_found)?;
+    let (value, count) = render.module(&world, module, false);
+    Ok(json_response(&value, count, None))
+}
+
+/// `POST /api/v1/courses/:id/modules`: a new unpublished module, last in the course.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn create_module(
+    State(app): State<Arc<App>>,
+    Path(course): Path<String>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let course = parse_id(&course).ok_or_else(ApiError::not_found)?;
+    let params = scoped_params(MODULE, &headers, &uri, &body)?;
+    if params.is_empty() {
+        return Err(ApiError::bad_request("missing module parameter"));
+    }
+    let name = text_param(&params, "name").unwrap_or_default();
+    let origin = request_origin(&caller, &method, &uri, &headers);
+    let id = app.mutate(|w, out| w.add_module(course, &name, &origin, out))?;
+    module_answer(&app, &headers, id)
+}
+
+/// `PUT /api/v1/courses/:id/modules/:id`: `module[name]`, `module[published]` (which also
+/// moves the items unless `module[skip_content_tags]`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn update_module(
+    State(app): State<Arc<App>>,
+    Path((course, module)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (course, module) = ids(&course, &module)?;
+    let params = scoped_params(MODULE, &headers, &uri, &body)?;
+    if params.is_empty() {
+        return Err(ApiError::bad_request("missing module parameter"));
+    }
+    let update = ModuleUpdate {
+        name: text_param(&params, "name"),
+        published: bool_param(&params, MODULE, "published")?,
+        skip_content_tags: bool_param(&params, MODULE, "skip_content_tags")?.unwrap_or(false),
+    };
+    let origin = request_origin(&caller, &method, &uri, &headers);
+    app.mutate(|w, out| w.update_module(course, module, &update, &origin, out))?;
+    module_answer(&app, &headers, module)
+}
+
+/// `DELETE /api/v1/courses/:id/modules/:id`: answers the deleted module; its items go too.
+pub(crate) async fn delete_module(
+    State(app): State<Arc<App>>,
+    Path((course, module)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (course, module) = ids(&course, &module)?;
+    let origin = request_origin(&caller, &method, &uri, &headers);
+    app.mutate(|w, out| w.delete_module(course, module, &origin, out))?;
+    module_answer(&app, &headers, module)
+}
+
 fn item_answer(app: &App, headers: &HeaderMap, item: u64) -> Result<Response, ApiError> {
     let render = Render::new(app, headers);
     let world = lock(&app.world);
@@ -912,7 +1000,7 @@ pub(crate) async fn create_module_item(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (course, module) = ids(&course, &module)?;
-    let params = item_params(&headers, &uri, &body)?;
+    let params = scoped_params(ITEM, &headers, &uri, &body)?;
     if params.is_empty() {
         return Err(ApiError::bad_request("missing module item parameter"));
     }
@@ -920,9 +1008,9 @@ pub(crate) async fn create_module_item(
         item_type: text_param(&params, "type"),
         title: text_param(&params, "title"),
         external_url: text_param(&params, "external_url"),
-        position: int_param(&params, "position")?,
-        new_tab: bool_param(&params, "new_tab")?.unwrap_or(false),
-        indent: int_param(&params, "indent")?,
+        position: int_param(&params, ITEM, "position")?,
+        new_tab: bool_param(&params, ITEM, "new_tab")?.unwrap_or(false),
+        indent: int_param(&params, ITEM, "indent")?,
     };
     let origin = request_origin(&caller, &method, &uri, &headers);
     let id = app.mutate(|w, out| w.add_module_item(course, module, &new, &origin, out))?;
@@ -942,14 +1030,14 @@ pub(crate) async fn update_module_item(
 ) -> Result<Response, ApiError> {
     let (course, module) = ids(&course, &module)?;
     let item = parse_id(&item).ok_or_else(ApiError::not_found)?;
-    let params = item_params(&headers, &uri, &body)?;
+    let params = scoped_params(ITEM, &headers, &uri, &body)?;
     let update = ModuleItemUpdate {
         title: text_param(&params, "title"),
-        position: int_param(&params, "position")?,
-        published: bool_param(&params, "published")?,
-        indent: int_param(&params, "indent")?,
+        position: int_param(&params, ITEM, "position")?,
+        published: bool_param(&params, ITEM, "published")?,
+        indent: int_param(&params, ITEM, "indent")?,
         external_url: text_param(&params, "external_url"),
-        new_tab: bool_param(&params, "new_tab")?,
+        new_tab: bool_param(&params, ITEM, "new_tab")?,
     };
     let origin = request_origin(&caller, &method, &uri, &headers);
     app.mutate(|w, out| w.update_module_item(course, module, item, &update, &origin, out))?;

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use super::oauth::{Caller, OAuth, TokenGrant};
 use super::rest::{self, ItemCount};
 use super::throttle::{Admission, Throttle};
-use super::world::World;
+use super::world::{Origin, World, local_part};
 use super::{ApiSimConfig, ApiSimError, ThrottleStatus, graphql, oauth};
 use crate::canvas_live_events::SimEvent;
 
@@ -306,6 +306,20 @@ impl CanvasApiSim {
     pub fn delete_section(&self, id: u64) -> Result<(), ApiSimError> {
         self.app.mutate(|w, out| w.delete_section(id, out))
     }
+
+    /// A person deletes a module by hand in Canvas's web UI, items and all (see
+    /// [`World::delete_module`]): the API stops listing it and answers 404 for it.
+    pub fn delete_module(&self, course: u64, module: u64) -> Result<(), ApiSimError> {
+        self.app.mutate(|w, out| {
+            let path = format!(
+                "/courses/{}/modules/{}",
+                local_part(course),
+                local_part(module)
+            );
+            let origin = Origin::browser(w.api_user.id, "DELETE", &path);
+            w.delete_module(course, module, &origin, out)
+        })
+    }
 }
 
 fn router(app: Arc<App>) -> Router {
@@ -330,10 +344,15 @@ fn router(app: Arc<App>) -> Router {
             "/api/v1/courses/{course_id}/assignments/{assignment_id}/submissions",
             get(rest::submissions),
         )
-        .route("/api/v1/courses/{course_id}/modules", get(rest::modules))
+        .route(
+            "/api/v1/courses/{course_id}/modules",
+            get(rest::modules).post(rest::create_module),
+        )
         .route(
             "/api/v1/courses/{course_id}/modules/{module_id}",
-            get(rest::module),
+            get(rest::module)
+                .put(rest::update_module)
+                .delete(rest::delete_module),
         )
         .route(
             "/api/v1/courses/{course_id}/modules/{module_id}/items",

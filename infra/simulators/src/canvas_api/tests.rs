@@ -1029,6 +1029,253 @@ async fn module_item_create_and_publish_emit_canvas_shaped_live_events() {
     assert_eq!(listed[0]["position"], 1);
 }
 
+fn event_names(events: &[crate::canvas_live_events::SimEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn modules_are_created_published_and_deleted_with_their_items() {
+    let s = scenario();
+    let world = World::from_events(&s.events);
+    let by_hand = world
+        .modules
+        .values()
+        .find(|m| m.workflow_state != "deleted" && !world.items_of(m.id).is_empty())
+        .expect("a module with items")
+        .clone();
+    let course = by_hand.course_id;
+    let last = world
+        .modules
+        .values()
+        .filter(|m| m.course_id == course && m.workflow_state != "deleted")
+        .map(|m| m.position)
+        .max()
+        .expect("modules");
+    let sim = start(fast(), world).await;
+    let c = client();
+    let token = sim
+        .issue_grant(DEFAULT_CLIENT_ID)
+        .expect("grant")
+        .access_token;
+    let modules_url = format!("{}/api/v1/courses/{course}/modules", sim.base_url());
+    let send_form = |request: reqwest::RequestBuilder, pairs: &[(&str, &str)]| {
+        request
+            .bearer_auth(&token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(pairs))
+    };
+
+    // Create: unpublished, last, answered as GET renders it, with the usual cost headers.
+    let requests_before = sim.stats().api_requests;
+    let created = answer(send_form(
+        c.post(&modules_url),
+        &[("module[name]", "Lecture recordings & notes")],
+    ))
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    assert!(created.header("x-request-cost").is_some());
+    assert!(created.header("x-rate-limit-remaining").is_some());
+    assert_eq!(sim.stats().api_requests, requests_before + 1);
+    let module = created.json();
+    assert_eq!(module["name"], "Lecture recordings & notes");
+    assert_eq!(module["published"], false);
+    assert_eq!(module["position"], last + 1);
+    assert_eq!(module["items_count"], 0);
+    let id = module["id"].as_u64().expect("id");
+    let module_url = format!("{modules_url}/{id}");
+    assert_eq!(get(&c, &module_url, &token).await.json(), module);
+
+    let item = answer(send_form(
+        c.post(format!("{module_url}/items")),
+        &[
+            ("module_item[type]", "ExternalUrl"),
+            ("module_item[title]", "Lecture 1"),
+            ("module_item[external_url]", "https://video.example.edu/1"),
+        ],
+    ))
+    .await
+    .json();
+    let item_url = format!("{module_url}/items/{}", item["id"]);
+
+    // Publish the module only (as the client does), then again letting Canvas publish its
+    // items too; publishing twice is harmless.
+    let published = answer(send_form(
+        c.put(&module_url),
+        &[
+            ("module[published]", "true"),
+            ("module[skip_content_tags]", "true"),
+        ],
+    ))
+    .await;
+    assert_eq!(published.status, 200, "{}", published.text);
+    assert_eq!(published.json()["published"], true);
+    assert_eq!(get(&c, &item_url, &token).await.json()["published"], false);
+    let again = answer(
+        c.put(&module_url)
+            .bearer_auth(&token)
+            .json(&json!({ "module": { "published": true } })),
+    )
+    .await;
+    assert_eq!(again.json()["published"], true);
+    assert_eq!(get(&c, &item_url, &token).await.json()["published"], true);
+
+    let listed = get(
+        &c,
+        &format!("{modules_url}?include[]=items&per_page=100"),
+        &token,
+    )
+    .await
+    .json();
+    let newest = listed.as_array().expect("modules").last().expect("module");
+    assert_eq!(newest["id"], id);
+    assert_eq!(newest["items"][0]["title"], "Lecture 1");
+
+    let events = sim.take_live_events();
+    assert_eq!(
+        event_names(&events),
+        [
+            "module_created",
+            "module_item_created",
+            "module_updated",
+            "module_updated",
+            "module_item_updated",
+        ]
+    );
+    let reference = s
+        .events
+        .iter()
+        .find(|e| e.event_name == "module_created")
+        .expect("scenario module");
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object().expect("object").keys().cloned().collect()
+    };
+    let module_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_name.starts_with("module_") && e.entity.0 == "module")
+        .collect();
+    assert_eq!(module_events.len(), 3);
+    for (event, state) in module_events
+        .iter()
+        .zip(["unpublished", "active", "active"])
+    {
+        let body = &event.canvas["body"];
+        assert_eq!(keys(body), keys(&reference.canvas["body"]));
+        assert_eq!(body["workflow_state"], state);
+        assert_eq!(body["position"], last + 1);
+        assert_eq!(body["module_id"], (id % SHARD_FACTOR).to_string().as_str());
+        assert_eq!(event.entity, ("module".to_string(), id.to_string()));
+        let meta = &event.canvas["metadata"];
+        assert_eq!(meta["context_id"], course.to_string().as_str());
+        assert_eq!(meta["developer_key_id"], DEFAULT_CLIENT_ID);
+    }
+    assert_eq!(events[4].canvas["body"]["workflow_state"], "active");
+
+    // Refusals say why and change nothing.
+    let anonymous = answer(c.post(&modules_url).body(form(&[("module[name]", "x")]))).await;
+    assert_eq!(anonymous.status, 401);
+    let nothing = answer(send_form(c.post(&modules_url), &[])).await;
+    assert_eq!(nothing.status, 400);
+    assert!(nothing.text.contains("missing module parameter"));
+    let blank = answer(send_form(c.post(&modules_url), &[("module[name]", " ")])).await;
+    assert_eq!(blank.status, 400);
+    assert!(blank.text.contains("missing module name"));
+    let bad_flag = answer(send_form(
+        c.put(&module_url),
+        &[("module[published]", "maybe")],
+    ))
+    .await;
+    assert_eq!(bad_flag.status, 400);
+    assert!(bad_flag.text.contains("module[published]"));
+    let no_course = answer(send_form(
+        c.post(format!("{}/api/v1/courses/999/modules", sim.base_url())),
+        &[("module[name]", "x")],
+    ))
+    .await;
+    assert_eq!(no_course.status, 404);
+    assert!(
+        sim.take_live_events().is_empty(),
+        "failed requests emit nothing"
+    );
+
+    // Delete: answers the deleted module; items first, then the module, as Canvas does.
+    let deleted = answer(c.delete(&module_url).bearer_auth(&token)).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert_eq!(deleted.json()["id"], id);
+    assert_eq!(deleted.json()["published"], false);
+    let events = sim.take_live_events();
+    assert_eq!(
+        event_names(&events),
+        ["module_item_updated", "module_updated"]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.canvas["body"]["workflow_state"] == "deleted")
+    );
+    assert_eq!(get(&c, &module_url, &token).await.status, 404);
+    assert_eq!(
+        get(&c, &format!("{module_url}/items"), &token).await.status,
+        404
+    );
+    assert_eq!(get(&c, &item_url, &token).await.status, 404);
+    let again = answer(send_form(
+        c.put(&module_url),
+        &[("module[published]", "true")],
+    ))
+    .await;
+    assert_eq!(again.status, 404);
+    assert_eq!(
+        answer(c.delete(&module_url).bearer_auth(&token))
+            .await
+            .status,
+        404
+    );
+    let listed = get(&c, &format!("{modules_url}?per_page=100"), &token)
+        .await
+        .json();
+    assert!(
+        listed
+            .as_array()
+            .expect("modules")
+            .iter()
+            .all(|m| m["id"] != id)
+    );
+
+    // A person deletes a module by hand in the UI: same events, from a browser session.
+    let items = sim.world_snapshot().items_of(by_hand.id).len();
+    sim.delete_module(course, by_hand.id)
+        .expect("delete by hand");
+    let events = sim.take_live_events();
+    assert_eq!(events.len(), items + 1);
+    assert_eq!(events[items].event_name, "module_updated");
+    assert_eq!(events[items].canvas["body"]["workflow_state"], "deleted");
+    let meta = &events[items].canvas["metadata"];
+    assert_eq!(meta["http_method"], "DELETE");
+    assert!(meta.get("developer_key_id").is_none(), "no token, no key");
+    assert!(meta["url"].as_str().expect("url").ends_with(&format!(
+        "/courses/{}/modules/{}",
+        course % SHARD_FACTOR,
+        by_hand.id % SHARD_FACTOR
+    )));
+    let by_hand_url = format!("{modules_url}/{}", by_hand.id);
+    assert_eq!(get(&c, &by_hand_url, &token).await.status, 404);
+    assert!(matches!(
+        sim.delete_module(course, by_hand.id),
+        Err(ApiSimError::NotFound { kind: "module", .. })
+    ));
+
+    // The events fold back into the world the API serves.
+    let mut all = s.events.clone();
+    all.extend(module_events.iter().map(|e| (*e).clone()));
+    all.extend(events);
+    let now = sim.world_snapshot();
+    let folded = World::from_events(&all);
+    let state = |w: &World, m: u64| w.module(m).map(|m| m.workflow_state.clone());
+    assert_eq!(state(&folded, by_hand.id).as_deref(), Some("deleted"));
+    assert_eq!(state(&folded, by_hand.id), state(&now, by_hand.id));
+    assert!(folded.items_of(by_hand.id).is_empty());
+}
+
 #[tokio::test]
 async fn inject_errors_answers_exactly_n_5xx_and_latency_makes_clients_time_out() {
     let sim = start(fast(), World::default()).await;

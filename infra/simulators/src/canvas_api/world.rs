@@ -23,6 +23,7 @@ pub const LOCAL_ID_BASE: u64 = 1_000_000_000_000;
 const SIS_JOB_TAG: &str = "SIS::CSV::ImportRefactored#run_parallel_importer";
 const DEFAULT_HOST: &str = "canvas-sim.instructure.com";
 const DEFAULT_ROOT_UUID: &str = "SimRootAccountUuid0000000000000000000000";
+const BROWSER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) Canvas simulator browser";
 pub(crate) const ENROLLMENT_STATES: [&str; 7] = [
     "active",
     "invited",
@@ -252,13 +253,25 @@ impl Origin {
             tag: SIS_JOB_TAG.into(),
         }
     }
+
+    /// A person in Canvas's web UI (a browser session, no developer key), e.g. a teacher
+    /// deleting a module by hand: `path` is the UI's, such as `/courses/1/modules/2`.
+    pub fn browser(user_id: u64, http_method: &str, path: &str) -> Self {
+        Self::Request(RequestOrigin {
+            user_id,
+            developer_key_id: String::new(),
+            http_method: http_method.to_string(),
+            path: path.to_string(),
+            user_agent: Some(BROWSER_AGENT.into()),
+        })
+    }
 }
 
 /// The API request behind a mutation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestOrigin {
     pub user_id: u64,
-    /// The developer key (OAuth client id) of the token.
+    /// The developer key (OAuth client id) of the token; empty for a browser session.
     pub developer_key_id: String,
     pub http_method: String,
     /// Path and query as requested, e.g. `/api/v1/courses/1/modules/2/items`.
@@ -287,6 +300,15 @@ pub struct ModuleItemUpdate {
     pub indent: Option<i64>,
     pub external_url: Option<String>,
     pub new_tab: Option<bool>,
+}
+
+/// `PUT .../modules/:id` parameters; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModuleUpdate {
+    pub name: Option<String>,
+    pub published: Option<bool>,
+    /// Canvas (un)publishes the module's items with it unless this is set.
+    pub skip_content_tags: bool,
 }
 
 /// Everything the simulated Canvas knows. Maps are keyed by global id.
@@ -1309,6 +1331,128 @@ impl World {
         Ok(())
     }
 
+    /// Creates an unpublished module at the end of a live course's modules
+    /// (`POST .../modules`), emits `module_created`.
+    pub fn add_module(
+        &mut self,
+        course: u64,
+        name: &str,
+        origin: &Origin,
+        out: &mut Vec<SimEvent>,
+    ) -> Result<u64, ApiSimError> {
+        let course = self.live_course(course)?.id;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ApiSimError::Invalid("missing module name".into()));
+        }
+        let position = self
+            .modules
+            .values()
+            .filter(|m| m.course_id == course && m.workflow_state != "deleted")
+            .map(|m| m.position)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let t = self.tick();
+        let id = self.new_id();
+        self.modules.insert(
+            id,
+            Module {
+                id,
+                course_id: course,
+                name: name.to_string(),
+                position,
+                workflow_state: "unpublished".into(),
+                created_at: t,
+                updated_at: t,
+            },
+        );
+        self.emit_module(out, t, "module_created", id, origin);
+        Ok(id)
+    }
+
+    /// Updates a live module (`PUT .../modules/:id`), emits `module_updated`. Publishing or
+    /// unpublishing also moves its items that are not in that state yet (each emits
+    /// `module_item_updated`) unless `skip_content_tags`, as Canvas does.
+    pub fn update_module(
+        &mut self,
+        course: u64,
+        module: u64,
+        update: &ModuleUpdate,
+        origin: &Origin,
+        out: &mut Vec<SimEvent>,
+    ) -> Result<(), ApiSimError> {
+        let (_, module) = self.live_module(course, module)?;
+        let name = match update.name.as_deref().map(str::trim) {
+            Some("") => {
+                return Err(ApiSimError::Invalid("module[name] cannot be blank".into()));
+            }
+            other => other.map(str::to_string),
+        };
+        let state = update
+            .published
+            .map(|published| if published { "active" } else { "unpublished" });
+        let t = self.tick();
+        if let Some(m) = self.modules.get_mut(&module) {
+            if let Some(name) = name {
+                m.name = name;
+            }
+            if let Some(state) = state {
+                m.workflow_state = state.into();
+            }
+            m.updated_at = t;
+        }
+        self.emit_module(out, t, "module_updated", module, origin);
+        if let Some(state) = state
+            && !update.skip_content_tags
+        {
+            let items: Vec<u64> = self
+                .items_of(module)
+                .into_iter()
+                .filter(|i| i.workflow_state != state)
+                .map(|i| i.id)
+                .collect();
+            for item in items {
+                self.set_item_state(item, state, origin, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a live module with its items (`DELETE .../modules/:id`, or a person in the
+    /// UI). Canvas's `ContextModule#destroy` deletes the items first, so each emits
+    /// `module_item_updated` with `deleted`, then the module `module_updated` with `deleted`.
+    pub fn delete_module(
+        &mut self,
+        course: u64,
+        module: u64,
+        origin: &Origin,
+        out: &mut Vec<SimEvent>,
+    ) -> Result<(), ApiSimError> {
+        let (_, module) = self.live_module(course, module)?;
+        let items: Vec<u64> = self.items_of(module).into_iter().map(|i| i.id).collect();
+        for item in items {
+            self.set_item_state(item, "deleted", origin, out);
+        }
+        let t = self.tick();
+        if let Some(m) = self.modules.get_mut(&module) {
+            m.workflow_state = "deleted".into();
+            m.updated_at = t;
+        }
+        self.emit_module(out, t, "module_updated", module, origin);
+        Ok(())
+    }
+
+    /// Moves one item to `state` as a side effect of its module, emits `module_item_updated`.
+    fn set_item_state(&mut self, item: u64, state: &str, origin: &Origin, out: &mut Vec<SimEvent>) {
+        let t = self.tick();
+        if let Some(i) = self.module_items.get_mut(&item) {
+            i.workflow_state = state.into();
+            i.updated_at = t;
+        }
+        self.emit_module_item(out, t, "module_item_updated", item, origin);
+    }
+
     /// Creates an unpublished module item (`POST .../modules/:id/items`), emits
     /// `module_item_created`. Later items move down, as Canvas renumbers positions.
     pub fn add_module_item(
@@ -1555,7 +1699,10 @@ impl World {
             Origin::Request(r) => {
                 let user = self.user(r.user_id).cloned();
                 m.insert("client_ip".into(), "127.0.0.1".into());
-                m.insert("developer_key_id".into(), r.developer_key_id.clone().into());
+                // Canvas leaves it out for browser sessions (no token, no key).
+                if !r.developer_key_id.is_empty() {
+                    m.insert("developer_key_id".into(), r.developer_key_id.clone().into());
+                }
                 m.insert("hostname".into(), self.hostname.clone().into());
                 m.insert("http_method".into(), r.http_method.clone().into());
                 m.insert("referrer".into(), Value::Null);
@@ -1675,6 +1822,37 @@ impl World {
             Some(s.course_id),
             body,
             ("section", id),
+        );
+    }
+
+    /// Module events carry local ids (course context, module), as the scenario's do.
+    fn emit_module(
+        &mut self,
+        out: &mut Vec<SimEvent>,
+        t: DateTime<Utc>,
+        name: &str,
+        id: u64,
+        origin: &Origin,
+    ) {
+        let Some(m) = self.modules.get(&id).cloned() else {
+            return;
+        };
+        let body = json!({
+            "context_id": local_part(m.course_id).to_string(),
+            "context_type": "Course",
+            "module_id": local_part(m.id).to_string(),
+            "name": m.name,
+            "position": m.position,
+            "workflow_state": m.workflow_state,
+        });
+        self.emit(
+            out,
+            t,
+            name,
+            origin,
+            Some(m.course_id),
+            body,
+            ("module", id),
         );
     }
 

@@ -1,19 +1,23 @@
 //! Panopto simulator: Panopto's REST API (`/Panopto/api/v1`, OAuth2 client credentials) and
 //! the SOAP calls coursewire uses (`SessionManagement.GetSessionsById`,
+//! `GetAllFoldersByExternalId`, `UpdateFolderExternalIdWithProvider`,
 //! `RemoteRecorderManagement.GetRemoteRecordersById`), so the real Panopto client and the
 //! lecture-capture functions are tested against something that records, processes, captions
 //! and pushes back on a clock tests control.
 //!
 //! - [`clock`]: [`SimClock`], the simulated time (a start instant, a scale, `advance`).
-//! - [`world`]: folders, remote recorders, sessions and their state machine on the clock
+//! - [`world`]: folders (with external ids per site membership provider; an id already on
+//!   another folder of the provider is refused), remote recorders, sessions and their state
+//!   machine on the clock
 //!   (`Scheduled` → `Recording` → `Processing` → `Complete`, machine captions after a
-//!   delay), bookings that refuse to overlap on a recorder.
+//!   delay), bookings that refuse to overlap on a recorder, and users by user key
+//!   (`{identity provider}\{login}`, as Panopto's LMS integration provisions them).
 //! - `oauth`: the token endpoint; bearer tokens expire on the clock, a bad one gets 401 with
 //!   `WWW-Authenticate: Bearer error="invalid_token"`.
 //! - [`throttle`]: a per-client request budget answered with 429 and `Retry-After`, and
 //!   forced 429s.
 //! - `rest` and `soap`: the endpoints, Panopto-shaped JSON (`APIError` on failure) and SOAP
-//!   1.1 XML (a `Fault` for bad credentials or an unknown action).
+//!   1.1 XML (a `Fault` for bad credentials, an unknown action or folder, a taken external id).
 //! - [`server`]: the axum server ([`PanoptoSim`]) with the scenario controls and per-endpoint
 //!   request counts ([`PanoptoStats`]).
 //!
@@ -47,12 +51,14 @@ use chrono::{DateTime, Utc};
 
 pub use clock::SimClock;
 pub use server::{
-    PanoptoSim, PanoptoStats, SOAP_GET_RECORDERS_BY_ID, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
+    PanoptoSim, PanoptoStats, REST_SEARCH_USERS, SOAP_GET_ALL_FOLDERS_BY_EXTERNAL_ID,
+    SOAP_GET_RECORDERS_BY_ID, SOAP_GET_SESSIONS_BY_ID, SOAP_UPDATE_FOLDER_EXTERNAL_ID,
+    TOKEN_ENDPOINT,
 };
 pub use throttle::RequestBudget;
 pub use world::{
     CaptionPlan, Folder, Recorder, RecorderFault, RecorderState, Role, Schedule, Session,
-    SessionState, World,
+    SessionState, User, World,
 };
 
 /// The API client every default config registers.

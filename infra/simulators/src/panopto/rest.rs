@@ -22,7 +22,7 @@ use super::multipart;
 use super::server::{App, TOKEN_ENDPOINT, lock};
 use super::world::{
     Booking, BookingError, Caption, Folder, Grant, Recorder, Role, Schedule, Session, SessionState,
-    World,
+    User, World,
 };
 
 /// The Panopto user API calls act as (`CreatedBy`, `CreatorId`).
@@ -906,6 +906,34 @@ pub(crate) async fn caption_providers(
             .collect(),
         page,
     )
+}
+
+// --- users -----------------------------------------------------------------------------
+
+/// Panopto's `User`: its id and its username, which is the user key.
+fn user_json(u: &User) -> Value {
+    json!({ "Id": u.id, "Username": u.user_key })
+}
+
+/// `GET /users/search?searchQuery=`: users whose key, name or email contains the query
+/// (case-insensitively), by user key; pages of 50 unless the site ignores paging there.
+pub(crate) async fn search_users(
+    State(app): State<Arc<App>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer {
+    let params = Params::new(query);
+    let search = params.search()?;
+    let page = params.page()?;
+    let world = app.world();
+    let users: Vec<Value> = world
+        .search_users(&search)
+        .into_iter()
+        .map(user_json)
+        .collect();
+    if world.users_search_ignores_paging {
+        return ok(json!({ "Results": users }));
+    }
+    results(users, page)
 }
 
 // --- remote recorders and scheduled recordings -----------------------------------------

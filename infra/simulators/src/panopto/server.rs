@@ -26,9 +26,15 @@ use super::{CAPTION_PROVIDERS, PanoptoSimConfig, PanoptoSimError, rest, soap};
 
 /// Counter key of the token endpoint.
 pub const TOKEN_ENDPOINT: &str = "POST /oauth2/connect/token";
+/// Counter key of the REST user search (every REST route counts as `"{method} {route}"`).
+pub const REST_SEARCH_USERS: &str = "GET /api/v1/users/search";
 /// Counter keys of the SOAP calls.
 pub const SOAP_GET_SESSIONS_BY_ID: &str = "SOAP ISessionManagement/GetSessionsById";
 pub const SOAP_GET_RECORDERS_BY_ID: &str = "SOAP IRemoteRecorderManagement/GetRemoteRecordersById";
+pub const SOAP_GET_ALL_FOLDERS_BY_EXTERNAL_ID: &str =
+    "SOAP ISessionManagement/GetAllFoldersByExternalId";
+pub const SOAP_UPDATE_FOLDER_EXTERNAL_ID: &str =
+    "SOAP ISessionManagement/UpdateFolderExternalIdWithProvider";
 
 /// Locks a simulator mutex; a panicked holder (a failed test) does not poison the rest.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,6 +270,46 @@ impl PanoptoSim {
         self.app.world().add_folder(name, parent, None, now)
     }
 
+    /// A person renames the folder in Panopto (its external ids stay).
+    pub fn rename_folder(&self, folder: &str, name: &str) -> Result<(), PanoptoSimError> {
+        if name.trim().is_empty() {
+            return Err(PanoptoSimError::Invalid("a folder needs a name".into()));
+        }
+        self.app
+            .world()
+            .folders
+            .get_mut(folder)
+            .ok_or_else(|| not_found("folder", folder))?
+            .name = name.to_string();
+        Ok(())
+    }
+
+    /// Links a folder as another integration would (e.g. Panopto's own LMS provider), as
+    /// SOAP `UpdateFolderExternalIdWithProvider` does.
+    pub fn set_folder_external_id(
+        &self,
+        folder: &str,
+        provider: &str,
+        external_id: &str,
+    ) -> Result<(), PanoptoSimError> {
+        self.app
+            .world()
+            .set_folder_external_id(folder, provider, external_id)
+    }
+
+    /// The folder's external ids by provider.
+    pub fn folder_external_ids(
+        &self,
+        folder: &str,
+    ) -> Result<BTreeMap<String, String>, PanoptoSimError> {
+        self.app
+            .world()
+            .folders
+            .get(folder)
+            .map(|f| f.external_ids.clone())
+            .ok_or_else(|| not_found("folder", folder))
+    }
+
     /// Sets (by name, see [`CAPTION_PROVIDERS`]) or clears a folder's automatic captions.
     pub fn set_folder_caption_provider(
         &self,
@@ -286,6 +332,29 @@ impl PanoptoSim {
             .ok_or_else(|| not_found("folder", folder))?
             .caption_provider = provider;
         Ok(())
+    }
+
+    /// Provisions a user as Panopto's LMS integration would, with the user key
+    /// `{identity provider}\{login}`, and answers its id (the GUID a grant names). A key
+    /// already provisioned (case-insensitively) keeps its id and takes the new name.
+    pub fn add_user(&self, user_key: &str, name: &str) -> String {
+        self.app.world().add_user(user_key, name, None)
+    }
+
+    /// [`PanoptoSim::add_user`] with an email (the search matches it too).
+    pub fn add_user_with_email(&self, user_key: &str, name: &str, email: &str) -> String {
+        self.app.world().add_user(user_key, name, Some(email))
+    }
+
+    /// The id of the user with this key (case-insensitively).
+    pub fn user_id(&self, user_key: &str) -> Option<String> {
+        self.app.world().user_by_key(user_key).map(|u| u.id.clone())
+    }
+
+    /// With `true`, `GET /users/search` answers every match on each page whatever
+    /// `pageNumber` says (Panopto documents no paging there); `false` pages by 50 again.
+    pub fn users_search_ignores_paging(&self, ignores: bool) {
+        self.app.world().users_search_ignores_paging = ignores;
     }
 
     /// A room's remote recorder, healthy and idle (`Previewing`).
@@ -463,6 +532,7 @@ fn router(app: Arc<App>) -> Router {
             "/Panopto/api/v1/remoteRecorders/search",
             get(rest::search_recorders),
         )
+        .route("/Panopto/api/v1/users/search", get(rest::search_users))
         .route(
             "/Panopto/api/v1/captionproviders",
             get(rest::caption_providers),

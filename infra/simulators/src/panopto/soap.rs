@@ -1,7 +1,9 @@
-//! SOAP 1.1 endpoints: `SessionManagement.svc` (`GetSessionsById`) and
+//! SOAP 1.1 endpoints: `SessionManagement.svc` (`GetSessionsById`,
+//! `GetAllFoldersByExternalId`, `UpdateFolderExternalIdWithProvider`) and
 //! `RemoteRecorderManagement.svc` (`GetRemoteRecordersById`). Requests are read and answers
-//! written with quick-xml; bad credentials, an unknown action or an unreadable message get a
-//! `Fault` (HTTP 500, as WCF answers them). Unknown ids are left out of the answer.
+//! written with quick-xml; bad credentials, an unknown action, an unreadable message, an
+//! unknown folder or an external id another folder holds get a `Fault` (HTTP 500, as WCF
+//! answers them). Unknown ids are left out of read answers.
 
 use std::sync::Arc;
 
@@ -13,13 +15,17 @@ use chrono::SecondsFormat;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
+use super::PanoptoSimError;
 use super::server::{App, lock};
-use super::world::{Session, World};
+use super::world::{Folder, Session, World};
 use super::xml::Element;
 
 pub(crate) const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub(crate) const TEMPURI: &str = "http://tempuri.org/";
 const V40: &str = "http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40";
+/// The data contract namespace of 4.6's SOAP `Folder`.
+const V46_SOAP: &str =
+    "http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V46.Soap";
 const ARRAYS: &str = "http://schemas.microsoft.com/2003/10/Serialization/Arrays";
 const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 const DISPATCHER: &str =
@@ -31,27 +37,58 @@ enum Service {
     Recorders,
 }
 
-impl Service {
-    fn operation(self) -> &'static str {
+/// The operations answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    SessionsById,
+    RecordersById,
+    FoldersByExternalId,
+    UpdateFolderExternalIdWithProvider,
+}
+
+impl Operation {
+    const ALL: [Operation; 4] = [
+        Operation::SessionsById,
+        Operation::RecordersById,
+        Operation::FoldersByExternalId,
+        Operation::UpdateFolderExternalIdWithProvider,
+    ];
+
+    /// The operation `action` names on `service`, if it is one answered there.
+    fn of(service: Service, action: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|op| op.service() == service && op.action() == action)
+    }
+
+    fn service(self) -> Service {
         match self {
-            Service::Sessions => "GetSessionsById",
-            Service::Recorders => "GetRemoteRecordersById",
+            Operation::RecordersById => Service::Recorders,
+            _ => Service::Sessions,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::SessionsById => "GetSessionsById",
+            Operation::RecordersById => "GetRemoteRecordersById",
+            Operation::FoldersByExternalId => "GetAllFoldersByExternalId",
+            Operation::UpdateFolderExternalIdWithProvider => "UpdateFolderExternalIdWithProvider",
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Service::Sessions => "http://tempuri.org/ISessionManagement/GetSessionsById",
-            Service::Recorders => {
+            Operation::SessionsById => "http://tempuri.org/ISessionManagement/GetSessionsById",
+            Operation::RecordersById => {
                 "http://tempuri.org/IRemoteRecorderManagement/GetRemoteRecordersById"
             }
-        }
-    }
-
-    fn ids_element(self) -> &'static str {
-        match self {
-            Service::Sessions => "sessionIds",
-            Service::Recorders => "remoteRecorderIds",
+            Operation::FoldersByExternalId => {
+                "http://tempuri.org/ISessionManagement/GetAllFoldersByExternalId"
+            }
+            Operation::UpdateFolderExternalIdWithProvider => {
+                "http://tempuri.org/ISessionManagement/UpdateFolderExternalIdWithProvider"
+            }
         }
     }
 }
@@ -97,7 +134,7 @@ fn handle(app: &App, service: Service, headers: &HeaderMap, body: &[u8]) -> Resp
             .into_response();
     }
     let action = action(headers);
-    if action != service.action() {
+    let Some(operation) = Operation::of(service, &action) else {
         return fault(
             app,
             ("a", DISPATCHER, "ActionNotSupported"),
@@ -106,8 +143,8 @@ fn handle(app: &App, service: Service, headers: &HeaderMap, body: &[u8]) -> Resp
                  ContractFilter mismatch at the EndpointDispatcher."
             ),
         );
-    }
-    let request = match read_request(body, service) {
+    };
+    let request = match read_request(body, operation) {
         Ok(request) => request,
         Err(message) => return fault(app, ("s", SOAP_ENV, "Client"), &message),
     };
@@ -126,58 +163,134 @@ fn handle(app: &App, service: Service, headers: &HeaderMap, body: &[u8]) -> Resp
     if let Some(throttled) = app.over_budget(&format!("soap:{}", request.user_key)) {
         return throttled;
     }
-    let xml = {
-        let world = app.world();
-        match service {
-            Service::Sessions => sessions_response(&world, &request.ids, &app.base_url),
-            Service::Recorders => recorders_response(&world, &request.ids),
+    let answer = {
+        let mut world = app.world();
+        match request.args {
+            Args::SessionsById(ids) => Ok(sessions_response(&world, &ids, &app.base_url)),
+            Args::RecordersById(ids) => Ok(recorders_response(&world, &ids)),
+            Args::FoldersByExternalId {
+                external_ids,
+                providers,
+            } => Ok(folders_response(
+                &world,
+                &world.folders_by_external_id(&external_ids, &providers),
+                &app.base_url,
+            )),
+            Args::UpdateFolderExternalIdWithProvider {
+                folder_id,
+                external_id,
+                provider,
+            } => world
+                .set_folder_external_id(&folder_id, &provider, &external_id)
+                .map(|()| empty_response(operation.name())),
         }
     };
-    xml_response(StatusCode::OK, xml)
+    match answer {
+        Ok(xml) => xml_response(StatusCode::OK, xml),
+        // Panopto's fault for an unknown id says "... was not found".
+        Err(PanoptoSimError::NotFound { kind, id }) => fault(
+            app,
+            ("s", SOAP_ENV, "Client"),
+            &format!("The {kind} with id '{id}' was not found"),
+        ),
+        Err(e) => fault(app, ("s", SOAP_ENV, "Client"), &e.to_string()),
+    }
 }
 
 struct SoapRequest {
     user_key: String,
     password: String,
-    ids: Vec<String>,
+    args: Args,
 }
 
-fn read_request(body: &[u8], service: Service) -> Result<SoapRequest, String> {
+/// An operation's parameters after `auth`.
+enum Args {
+    SessionsById(Vec<String>),
+    RecordersById(Vec<String>),
+    FoldersByExternalId {
+        external_ids: Vec<String>,
+        providers: Vec<String>,
+    },
+    UpdateFolderExternalIdWithProvider {
+        folder_id: String,
+        external_id: String,
+        provider: String,
+    },
+}
+
+fn read_request(body: &[u8], operation: Operation) -> Result<SoapRequest, String> {
     let root = Element::parse(body).map_err(|e| format!("The message could not be read: {e}"))?;
     if !root.is(SOAP_ENV, "Envelope") {
         return Err("The message is not a SOAP 1.1 envelope".into());
     }
-    let operation = root
+    let op = root
         .children
         .iter()
         .find(|c| c.is(SOAP_ENV, "Body"))
         .and_then(|b| b.children.first())
-        .filter(|op| op.is(TEMPURI, service.operation()))
-        .ok_or_else(|| format!("The Body does not hold a {} request", service.operation()))?;
-    let auth = operation
+        .filter(|op| op.is(TEMPURI, operation.name()))
+        .ok_or_else(|| format!("The Body does not hold a {} request", operation.name()))?;
+    let auth = op
         .child("auth")
         .ok_or("The request carries no AuthenticationInfo")?;
     if auth.child_text("AuthCode").is_some() && auth.child_text("Password").is_none() {
         return Err("AuthCode authentication is not supported by this site".into());
     }
-    let ids = operation
-        .child(service.ids_element())
-        .map(|ids| {
-            ids.children
-                .iter()
-                .filter(|g| g.is(ARRAYS, "guid"))
-                .map(|g| g.text.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    if let Some(bad) = ids.iter().find(|id| uuid::Uuid::parse_str(id).is_err()) {
-        return Err(format!("'{bad}' is not a valid Guid"));
-    }
+    let args = match operation {
+        Operation::SessionsById => Args::SessionsById(guids(op, "sessionIds")?),
+        Operation::RecordersById => Args::RecordersById(guids(op, "remoteRecorderIds")?),
+        Operation::FoldersByExternalId => Args::FoldersByExternalId {
+            external_ids: items(op, "folderExternalIds", "string"),
+            providers: items(op, "providerNames", "string"),
+        },
+        Operation::UpdateFolderExternalIdWithProvider => {
+            let folder_id = op.child_text("folderId").unwrap_or_default().to_string();
+            valid_guid(&folder_id)?;
+            // Panopto's contract capitalises this one parameter; WCF names are case-sensitive.
+            let required = |name: &str| {
+                op.child_text(name)
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("The request has no {name}"))
+            };
+            Args::UpdateFolderExternalIdWithProvider {
+                folder_id,
+                external_id: required("externalId")?,
+                provider: required("SiteMembershipProviderName")?,
+            }
+        }
+    };
     Ok(SoapRequest {
         user_key: auth.child_text("UserKey").unwrap_or_default().to_string(),
         password: auth.child_text("Password").unwrap_or_default().to_string(),
-        ids,
+        args,
     })
+}
+
+/// The texts of an array parameter's `{item}` elements (Arrays namespace).
+fn items(op: &Element, name: &str, item: &str) -> Vec<String> {
+    op.child(name)
+        .map(|list| {
+            list.children
+                .iter()
+                .filter(|i| i.is(ARRAYS, item))
+                .map(|i| i.text.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn guids(op: &Element, name: &str) -> Result<Vec<String>, String> {
+    let ids = items(op, name, "guid");
+    for id in &ids {
+        valid_guid(id)?;
+    }
+    Ok(ids)
+}
+
+fn valid_guid(id: &str) -> Result<(), String> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| format!("'{id}' is not a valid Guid"))
 }
 
 fn xml_response(status: StatusCode, xml: Vec<u8>) -> Response {
@@ -228,9 +341,10 @@ fn envelope_end(w: &mut Writer<Vec<u8>>) -> std::io::Result<()> {
     w.write_event(Event::End(BytesEnd::new("s:Envelope")))
 }
 
-/// `{op}Response/{op}Result` around `items`.
+/// `{op}Response/{op}Result` around `items`, whose data contract namespace is `namespace`.
 fn result(
     operation: &str,
+    namespace: &str,
     items: impl FnOnce(&mut Writer<Vec<u8>>) -> std::io::Result<()>,
 ) -> Vec<u8> {
     let mut w = Writer::new(Vec::new());
@@ -243,11 +357,27 @@ fn result(
             BytesStart::new(response.as_str()).with_attributes([("xmlns", TEMPURI)]),
         ))?;
         w.write_event(Event::Start(
-            BytesStart::new(result.as_str()).with_attributes([("xmlns:a", V40), ("xmlns:i", XSI)]),
+            BytesStart::new(result.as_str())
+                .with_attributes([("xmlns:a", namespace), ("xmlns:i", XSI)]),
         ))?;
         items(&mut w)?;
         w.write_event(Event::End(BytesEnd::new(result.as_str())))?;
         w.write_event(Event::End(BytesEnd::new(response.as_str())))?;
+        envelope_end(&mut w)
+    })();
+    w.into_inner()
+}
+
+/// The (empty) `{op}Response` of an operation that returns nothing.
+fn empty_response(operation: &str) -> Vec<u8> {
+    let mut w = Writer::new(Vec::new());
+    let response = format!("{operation}Response");
+    // Writing into a Vec cannot fail.
+    let _ = (|| -> std::io::Result<()> {
+        envelope_start(&mut w)?;
+        w.write_event(Event::Empty(
+            BytesStart::new(response.as_str()).with_attributes([("xmlns", TEMPURI)]),
+        ))?;
         envelope_end(&mut w)
     })();
     w.into_inner()
@@ -277,9 +407,69 @@ fn guid_list(w: &mut Writer<Vec<u8>>, name: &str, ids: &[String]) -> std::io::Re
     w.write_event(Event::End(BytesEnd::new(name)))
 }
 
+fn string_list(w: &mut Writer<Vec<u8>>, name: &str, items: &[String]) -> std::io::Result<()> {
+    w.write_event(Event::Start(
+        BytesStart::new(name).with_attributes([("xmlns:b", ARRAYS)]),
+    ))?;
+    for item in items {
+        field(w, "b:string", Some(item))?;
+    }
+    w.write_event(Event::End(BytesEnd::new(name)))
+}
+
+/// 4.6's SOAP `Folder`, each with the external id it was found by.
+fn folders_response(world: &World, found: &[(&Folder, &str)], base_url: &str) -> Vec<u8> {
+    result(Operation::FoldersByExternalId.name(), V46_SOAP, |w| {
+        for (f, external_id) in found {
+            let children: Vec<String> = world
+                .folders
+                .values()
+                .filter(|c| c.parent.as_deref() == Some(f.id.as_str()))
+                .map(|c| c.id.clone())
+                .collect();
+            let sessions: Vec<String> = world
+                .sessions
+                .values()
+                .filter(|s| s.folder_id == f.id)
+                .map(|s| s.id.clone())
+                .collect();
+            let embed = format!("{base_url}/Panopto/Pages/Embed/List.aspx?folderID={}", f.id);
+            let list = format!(
+                "{base_url}/Panopto/Pages/Sessions/List.aspx#folderID=%22{}%22",
+                f.id
+            );
+            w.write_event(Event::Start(BytesStart::new("a:Folder")))?;
+            // FolderBase's members in alphabetical order, then Folder's own (DataContract).
+            field(w, "a:AllowPublicNotes", Some("false"))?;
+            field(w, "a:AllowSessionDownload", Some("false"))?;
+            field(w, "a:AudioPodcastITunesUrl", None)?;
+            field(w, "a:AudioRssUrl", None)?;
+            guid_list(w, "a:ChildFolders", &children)?;
+            field(w, "a:DeliveriesHaveSpecifiedOrder", Some("false"))?;
+            field(w, "a:Description", f.description.as_deref())?;
+            field(w, "a:EmbedUploaderUrl", None)?;
+            field(w, "a:EmbedUrl", Some(&embed))?;
+            field(w, "a:EnablePodcast", Some("false"))?;
+            field(w, "a:Id", Some(&f.id))?;
+            field(w, "a:IsPublic", Some("false"))?;
+            field(w, "a:ListUrl", Some(&list))?;
+            field(w, "a:Name", Some(&f.name))?;
+            field(w, "a:ParentFolder", f.parent.as_deref())?;
+            string_list(w, "a:Presenters", &[])?;
+            guid_list(w, "a:Sessions", &sessions)?;
+            field(w, "a:SettingsUrl", None)?;
+            field(w, "a:VideoPodcastITunesUrl", None)?;
+            field(w, "a:VideoRssUrl", None)?;
+            field(w, "a:ExternalId", Some(external_id))?;
+            w.write_event(Event::End(BytesEnd::new("a:Folder")))?;
+        }
+        Ok(())
+    })
+}
+
 fn sessions_response(world: &World, ids: &[String], base_url: &str) -> Vec<u8> {
     let sessions: Vec<&Session> = ids.iter().filter_map(|id| world.sessions.get(id)).collect();
-    result(Service::Sessions.operation(), |w| {
+    result(Operation::SessionsById.name(), V40, |w| {
         for s in sessions {
             let folder = world.folders.get(&s.folder_id);
             let recorders: Vec<String> = s
@@ -325,7 +515,7 @@ fn recorders_response(world: &World, ids: &[String]) -> Vec<u8> {
         .iter()
         .filter_map(|id| world.recorders.get(id))
         .collect();
-    result(Service::Recorders.operation(), |w| {
+    result(Operation::RecordersById.name(), V40, |w| {
         for r in recorders {
             let state = world
                 .recorder_state(&r.id)

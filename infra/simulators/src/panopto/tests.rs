@@ -900,3 +900,426 @@ fn broadcasts_broadcast_and_a_healed_recorder_does_not_record_the_past() {
     assert!(world.sessions[&missed].missed);
     assert_eq!(world.sessions[&missed].duration(), None);
 }
+
+fn folders_envelope(user: &str, password: &str, ids: &[&str], providers: &[&str]) -> String {
+    let strings = |items: &[&str]| -> String {
+        items
+            .iter()
+            .map(|i| format!("<arr:string>{i}</arr:string>"))
+            .collect()
+    };
+    format!(
+        r#"<x:Envelope xmlns:x="http://schemas.xmlsoap.org/soap/envelope/" xmlns:tem="http://tempuri.org/" xmlns:pan="http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40" xmlns:arr="http://schemas.microsoft.com/2003/10/Serialization/Arrays"><x:Body><tem:GetAllFoldersByExternalId><tem:auth><pan:Password>{password}</pan:Password><pan:UserKey>{user}</pan:UserKey></tem:auth><tem:folderExternalIds>{}</tem:folderExternalIds><tem:providerNames>{}</tem:providerNames></tem:GetAllFoldersByExternalId></x:Body></x:Envelope>"#,
+        strings(ids),
+        strings(providers)
+    )
+}
+
+fn update_envelope(password: &str, folder: &str, external_id: &str, provider: &str) -> String {
+    format!(
+        r#"<x:Envelope xmlns:x="http://schemas.xmlsoap.org/soap/envelope/" xmlns:tem="http://tempuri.org/" xmlns:pan="http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V40"><x:Body><tem:UpdateFolderExternalIdWithProvider><tem:auth><pan:Password>{password}</pan:Password><pan:UserKey>{DEFAULT_SOAP_USER}</pan:UserKey></tem:auth><tem:folderId>{folder}</tem:folderId><tem:externalId>{external_id}</tem:externalId><tem:SiteMembershipProviderName>{provider}</tem:SiteMembershipProviderName></tem:UpdateFolderExternalIdWithProvider></x:Body></x:Envelope>"#
+    )
+}
+
+impl Api {
+    async fn folders_by_external_id(&self, ids: &[&str], providers: &[&str]) -> Answer {
+        self.soap(
+            "SessionManagement",
+            "ISessionManagement/GetAllFoldersByExternalId",
+            folders_envelope(DEFAULT_SOAP_USER, DEFAULT_SOAP_PASSWORD, ids, providers),
+        )
+        .await
+    }
+
+    async fn set_external_id(&self, folder: &str, external_id: &str, provider: &str) -> Answer {
+        self.soap(
+            "SessionManagement",
+            "ISessionManagement/UpdateFolderExternalIdWithProvider",
+            update_envelope(DEFAULT_SOAP_PASSWORD, folder, external_id, provider),
+        )
+        .await
+    }
+}
+
+/// `(Id, Name, ParentFolder, ExternalId)` of every folder in a GetAllFoldersByExternalId
+/// answer, checking the envelope around them.
+fn soap_folders(answer: &Answer) -> Vec<(String, String, Option<String>, String)> {
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let root = xml::Element::parse(answer.text.as_bytes()).expect("xml");
+    let result = root
+        .child("Body")
+        .and_then(|b| b.child("GetAllFoldersByExternalIdResponse"))
+        .filter(|r| r.is(soap::TEMPURI, "GetAllFoldersByExternalIdResponse"))
+        .and_then(|r| r.child("GetAllFoldersByExternalIdResult"))
+        .expect("result");
+    result
+        .children
+        .iter()
+        .map(|f| {
+            assert!(f.is(
+                "http://schemas.datacontract.org/2004/07/Panopto.Server.Services.PublicAPI.V46.Soap",
+                "Folder"
+            ));
+            (
+                f.child_text("Id").unwrap_or_default().to_string(),
+                f.child_text("Name").unwrap_or_default().to_string(),
+                f.child_text("ParentFolder").map(str::to_string),
+                f.child_text("ExternalId").unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn soap_fault(answer: &Answer) -> (String, String) {
+    assert_eq!(answer.status, 500, "{}", answer.text);
+    let root = xml::Element::parse(answer.text.as_bytes()).expect("xml");
+    let f = root
+        .child("Body")
+        .and_then(|b| b.child("Fault"))
+        .expect("fault");
+    (
+        f.child_text("faultcode").unwrap_or_default().to_string(),
+        f.child_text("faultstring").unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn folder_external_ids_are_kept_per_provider_and_rest_does_not_change() {
+    let sim = start(frozen()).await;
+    let api = Api::new(&sim).await;
+    let term = sim.add_folder("Fall 2025", None).unwrap();
+    let bio = sim.add_folder("BIO 101", Some(&term)).unwrap();
+    let chem = sim.add_folder("CHEM 110", Some(&term)).unwrap();
+    let rest_folder = api.get(&format!("/folders/{bio}")).await.json();
+    let rest_search = api.get("/folders/search?searchQuery=bio").await.json();
+
+    let done = api.set_external_id(&bio, "section-1", "coursewire").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let root = xml::Element::parse(done.text.as_bytes()).unwrap();
+    let response = root
+        .child("Body")
+        .and_then(|b| b.child("UpdateFolderExternalIdWithProviderResponse"))
+        .expect("response");
+    assert!(response.is(soap::TEMPURI, "UpdateFolderExternalIdWithProviderResponse"));
+    assert!(response.children.is_empty());
+    // Setting the id it already has is harmless.
+    assert_eq!(
+        api.set_external_id(&bio, "section-1", "coursewire")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        soap_folders(
+            &api.folders_by_external_id(&["section-1"], &["coursewire"])
+                .await
+        ),
+        vec![(
+            bio.clone(),
+            "BIO 101".to_string(),
+            Some(term.clone()),
+            "section-1".to_string()
+        )]
+    );
+
+    // Under one provider an id names one folder; another provider's ids are apart.
+    let (code, message) = soap_fault(&api.set_external_id(&chem, "section-1", "coursewire").await);
+    assert_eq!(code, "s:Client");
+    assert!(message.contains("already on folder"), "{message}");
+    assert_eq!(
+        api.set_external_id(&chem, "section-1", "canvas")
+            .await
+            .status,
+        200
+    );
+    let ids = |answer: &Answer| -> Vec<String> {
+        soap_folders(answer).into_iter().map(|f| f.0).collect()
+    };
+    assert_eq!(
+        ids(&api
+            .folders_by_external_id(&["section-1"], &["coursewire"])
+            .await),
+        vec![bio.clone()]
+    );
+    assert_eq!(
+        ids(&api
+            .folders_by_external_id(&["section-1"], &["canvas"])
+            .await),
+        vec![chem.clone()]
+    );
+    let mut both = ids(&api.folders_by_external_id(&["section-1"], &[]).await);
+    both.sort();
+    let mut expected = vec![bio.clone(), chem.clone()];
+    expected.sort();
+    assert_eq!(both, expected, "no provider: every provider");
+    assert!(soap_folders(&api.folders_by_external_id(&["nope"], &["coursewire"]).await).is_empty());
+
+    // A new id replaces the folder's old one under that provider.
+    sim.rename_folder(&bio, "BIO 101 (Smith)").unwrap();
+    assert_eq!(
+        api.set_external_id(&bio, "section-2", "coursewire")
+            .await
+            .status,
+        200
+    );
+    assert!(
+        soap_folders(
+            &api.folders_by_external_id(&["section-1"], &["coursewire"])
+                .await
+        )
+        .is_empty()
+    );
+    let found = soap_folders(
+        &api.folders_by_external_id(&["section-2", "section-1"], &["coursewire", "canvas"])
+            .await,
+    );
+    assert_eq!(
+        found
+            .iter()
+            .map(|f| (f.0.as_str(), f.1.as_str(), f.3.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (bio.as_str(), "BIO 101 (Smith)", "section-2"),
+            (chem.as_str(), "CHEM 110", "section-1")
+        ]
+    );
+    assert_eq!(
+        sim.folder_external_ids(&bio).unwrap(),
+        std::collections::BTreeMap::from([("coursewire".to_string(), "section-2".to_string())])
+    );
+
+    // Unknown folders, bad ids, missing parameters and bad credentials are faults.
+    let unknown = "11111111-1111-1111-1111-111111111111";
+    let (_, message) = soap_fault(
+        &api.set_external_id(unknown, "section-3", "coursewire")
+            .await,
+    );
+    assert!(message.contains("was not found"), "{message}");
+    let (_, message) = soap_fault(&api.set_external_id("nope", "section-3", "coursewire").await);
+    assert!(message.contains("not a valid Guid"), "{message}");
+    let (_, message) = soap_fault(&api.set_external_id(&bio, "section-3", "").await);
+    assert!(message.contains("SiteMembershipProviderName"), "{message}");
+    let wrong = api
+        .soap(
+            "SessionManagement",
+            "ISessionManagement/UpdateFolderExternalIdWithProvider",
+            update_envelope("wrong", &bio, "section-3", "coursewire"),
+        )
+        .await;
+    assert!(soap_fault(&wrong).1.contains("Authentication failed"));
+    let wrong = api
+        .soap(
+            "SessionManagement",
+            "ISessionManagement/GetAllFoldersByExternalId",
+            folders_envelope(DEFAULT_SOAP_USER, "wrong", &["section-2"], &[]),
+        )
+        .await;
+    assert!(soap_fault(&wrong).1.contains("Authentication failed"));
+    let elsewhere = api
+        .soap(
+            "RemoteRecorderManagement",
+            "ISessionManagement/GetAllFoldersByExternalId",
+            folders_envelope(
+                DEFAULT_SOAP_USER,
+                DEFAULT_SOAP_PASSWORD,
+                &["section-2"],
+                &[],
+            ),
+        )
+        .await;
+    assert_eq!(soap_fault(&elsewhere).0, "a:ActionNotSupported");
+    assert_eq!(
+        sim.folder_external_ids(&bio)
+            .unwrap()
+            .get("coursewire")
+            .map(String::as_str),
+        Some("section-2"),
+        "refused updates changed nothing"
+    );
+
+    // Throttled as every SOAP call; counted by action.
+    sim.force_throttle(1, Duration::from_secs(3));
+    let throttled = api.folders_by_external_id(&["section-2"], &[]).await;
+    assert_eq!(
+        (throttled.status, throttled.header("retry-after")),
+        (429, Some("3"))
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.count(SOAP_GET_ALL_FOLDERS_BY_EXTERNAL_ID), 10);
+    assert_eq!(stats.count(SOAP_UPDATE_FOLDER_EXTERNAL_ID), 9);
+
+    // REST neither shows nor changes on external ids (the rename aside).
+    let mut after = api.get(&format!("/folders/{bio}")).await.json();
+    assert_eq!(after["Name"], "BIO 101 (Smith)");
+    after["Name"] = rest_folder["Name"].clone();
+    assert_eq!(after, rest_folder);
+    sim.rename_folder(&bio, "BIO 101").unwrap();
+    assert_eq!(
+        api.get("/folders/search?searchQuery=bio").await.json(),
+        rest_search
+    );
+}
+
+#[test]
+fn world_external_ids_are_one_per_provider_and_name_one_folder() {
+    let mut world = World::new(
+        Vec::new(),
+        World::timings(Duration::from_secs(60), Duration::from_secs(60)),
+    );
+    let a = world.add_folder("A", None, None, start_time()).unwrap();
+    let b = world.add_folder("B", None, None, start_time()).unwrap();
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    world.set_folder_external_id(&a, "p", "x").unwrap();
+    world.set_folder_external_id(&a, "p", "x").unwrap();
+    world.set_folder_external_id(&a, "q", "y").unwrap();
+    assert!(matches!(
+        world.set_folder_external_id(&b, "p", "x"),
+        Err(PanoptoSimError::Invalid(m)) if m.contains(&a)
+    ));
+    assert!(matches!(
+        world.set_folder_external_id("missing", "p", "z"),
+        Err(PanoptoSimError::NotFound { kind: "folder", .. })
+    ));
+    assert!(world.set_folder_external_id(&b, "p", " ").is_err());
+    world.set_folder_external_id(&b, "q", "x").unwrap();
+    let found = |world: &World, external: &[&str], providers: &[&str]| -> Vec<(String, String)> {
+        world
+            .folders_by_external_id(&ids(external), &ids(providers))
+            .into_iter()
+            .map(|(f, id)| (f.id.clone(), id.to_string()))
+            .collect()
+    };
+    assert_eq!(found(&world, &["x"], &["p"]), vec![(a.clone(), "x".into())]);
+    assert_eq!(found(&world, &["x"], &["q"]), vec![(b.clone(), "x".into())]);
+    assert_eq!(found(&world, &["y", "x"], &["q"]).len(), 2);
+    // No provider: any provider; a folder matching two asked ids is answered once, for the
+    // first it matched.
+    let any = found(&world, &["x", "y"], &[]);
+    assert_eq!(any.len(), 2);
+    assert!(any.contains(&(a.clone(), "x".into())));
+    // A new id under a provider replaces the old one there only.
+    world.set_folder_external_id(&a, "p", "x2").unwrap();
+    assert!(found(&world, &["x"], &["p"]).is_empty());
+    assert_eq!(
+        world.folders[&a].external_ids,
+        [
+            ("p".to_string(), "x2".to_string()),
+            ("q".to_string(), "y".to_string())
+        ]
+        .into()
+    );
+    // The freed id can go to another folder now.
+    world.set_folder_external_id(&b, "p", "x").unwrap();
+}
+
+#[tokio::test]
+async fn users_are_searched_by_key_name_or_email_and_paged_by_fifty() {
+    let sim = start(frozen()).await;
+    let ids: Vec<String> = (0..120)
+        .map(|n| {
+            sim.add_user(
+                &format!(r"canvas\student{n:03}"),
+                &format!("Student {n:03}"),
+            )
+        })
+        .collect();
+    let jane = sim.add_user_with_email(r"canvas\jdoe", "Jane Doe", "Jane.Doe@example.edu");
+    assert_eq!(sim.user_id(r"CANVAS\JDoe"), Some(jane.clone()));
+    assert_eq!(sim.user_id(r"canvas\nobody"), None);
+    // Provisioned again: the same user, its new name.
+    assert_eq!(sim.add_user(r"Canvas\JDOE", "Jane Q. Doe"), jane);
+    assert_eq!(sim.world_snapshot().users[&jane].name, "Jane Q. Doe");
+    assert_eq!(
+        sim.world_snapshot().users[&jane].email.as_deref(),
+        Some("Jane.Doe@example.edu")
+    );
+
+    let api = Api::new(&sim).await;
+    sim.reset_stats();
+    let search = |query: &str, page: usize| {
+        let api = &api;
+        let path = format!("/users/search?searchQuery={query}&pageNumber={page}");
+        async move { api.get(&path).await }
+    };
+    let page = |answer: Answer| answer.json()["Results"].as_array().unwrap().clone();
+    let first = page(search("canvas%5Cstudent", 0).await);
+    assert_eq!(first.len(), 50);
+    assert_eq!(
+        first[0],
+        json!({ "Id": ids[0], "Username": r"canvas\student000" })
+    );
+    assert_eq!(page(search("canvas%5Cstudent", 1).await).len(), 50);
+    let last = page(search("canvas%5Cstudent", 2).await);
+    assert_eq!(last.len(), 20);
+    assert_eq!(last[19]["Id"], ids[119].as_str());
+    assert!(page(search("canvas%5Cstudent", 3).await).is_empty());
+    // Key, name and email, case-insensitively; "" is everyone.
+    let one = |answer: Answer| {
+        let results = page(answer);
+        assert_eq!(results.len(), 1, "{results:?}");
+        results[0]["Id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(one(search("STUDENT%20007", 0).await), ids[7]);
+    assert_eq!(one(search("jane.doe%40EXAMPLE", 0).await), jane);
+    assert_eq!(one(search("q.%20doe", 0).await), jane);
+    assert_eq!(one(search("canvas%5Cjdoe", 0).await), jane);
+    assert_eq!(page(search("", 2).await).len(), 21);
+    assert!(page(search("nobody", 0).await).is_empty());
+    let missing = api.get("/users/search").await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.json()["Error"]["Message"].is_string());
+    assert_eq!(search("x", 0).await.status, 200);
+    assert_eq!(
+        api.get("/users/search?searchQuery=x&pageNumber=x")
+            .await
+            .status,
+        400
+    );
+
+    // A site that ignores pageNumber there answers everything on every page.
+    sim.users_search_ignores_paging(true);
+    assert_eq!(page(search("student", 1).await).len(), 120);
+    sim.users_search_ignores_paging(false);
+
+    // Auth, throttling and counting as every REST route.
+    let anonymous = answer(api.http.get(api.url("/users/search?searchQuery=x"))).await;
+    assert_eq!(anonymous.status, 401);
+    sim.force_throttle(1, Duration::from_secs(3));
+    let throttled = search("x", 0).await;
+    assert_eq!(
+        (throttled.status, throttled.header("retry-after")),
+        (429, Some("3"))
+    );
+    assert_eq!(sim.stats().count(REST_SEARCH_USERS), 16);
+}
+
+#[test]
+fn world_users_are_one_per_key_and_searched_in_key_order() {
+    let mut world = World::new(
+        Vec::new(),
+        World::timings(Duration::from_secs(60), Duration::from_secs(60)),
+    );
+    let b = world.add_user(r"lms\b", "Bea", None);
+    let a = world.add_user(r"lms\a", "Al", Some("al@example.edu"));
+    assert_eq!(world.add_user(r"LMS\A", "Alan", None), a);
+    assert_eq!(world.users.len(), 2);
+    assert_eq!(world.users[&a].name, "Alan");
+    assert_eq!(world.users[&a].email.as_deref(), Some("al@example.edu"));
+    let found = |q: &str| -> Vec<String> {
+        world
+            .search_users(q)
+            .into_iter()
+            .map(|u| u.id.clone())
+            .collect()
+    };
+    assert_eq!(found(""), vec![a.clone(), b.clone()]);
+    assert_eq!(found("LMS\\"), vec![a.clone(), b.clone()]);
+    assert_eq!(found("BEA"), vec![b.clone()]);
+    assert_eq!(found("@EXAMPLE"), vec![a.clone()]);
+    assert!(found("carol").is_empty());
+    assert_eq!(
+        world.user_by_key(r"lms\B").map(|u| u.id.as_str()),
+        Some(b.as_str())
+    );
+    assert!(world.user_by_key("lms").is_none());
+}

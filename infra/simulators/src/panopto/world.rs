@@ -77,6 +77,31 @@ pub struct Folder {
     pub caption_provider: Option<String>,
     pub created_at: DateTime<Utc>,
     pub permissions: Vec<Grant>,
+    /// External ids by site membership provider (SOAP only; REST never shows them): one per
+    /// provider, and under one provider an id names one folder.
+    pub external_ids: BTreeMap<String, String>,
+}
+
+/// A Panopto user, as an identity provider (e.g. Panopto's LMS integration) provisioned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    /// `{identity provider}\{login}`; REST shows it as `Username`.
+    pub user_key: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+impl User {
+    /// Whether `query` (lowercased) is part of its key, name or email.
+    fn matches(&self, query: &str) -> bool {
+        self.user_key.to_lowercase().contains(query)
+            || self.name.to_lowercase().contains(query)
+            || self
+                .email
+                .as_deref()
+                .is_some_and(|e| e.to_lowercase().contains(query))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,9 +262,14 @@ pub struct World {
     pub folders: BTreeMap<String, Folder>,
     pub recorders: BTreeMap<String, Recorder>,
     pub sessions: BTreeMap<String, Session>,
+    /// Users by id.
+    pub users: BTreeMap<String, User>,
     pub providers: Vec<CaptionProvider>,
     /// Sessions every listing shows twice.
     pub duplicated: BTreeSet<String>,
+    /// `GET /users/search` answers every match whatever `pageNumber` says (Panopto documents
+    /// no paging there); off, it pages by 50 as every other list.
+    pub users_search_ignores_paging: bool,
     pub timings: Timings,
 }
 
@@ -279,8 +309,10 @@ impl World {
             folders: BTreeMap::new(),
             recorders: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            users: BTreeMap::new(),
             providers,
             duplicated: BTreeSet::new(),
+            users_search_ignores_paging: false,
             timings,
         }
     }
@@ -459,15 +491,121 @@ impl World {
                 caption_provider: None,
                 created_at: now,
                 permissions: Vec::new(),
+                external_ids: BTreeMap::new(),
             },
         );
         Ok(id)
+    }
+
+    /// Gives the folder `external_id` under `provider`, replacing the one it had there. An
+    /// id another folder holds under that provider is refused: Panopto does not document
+    /// whether it refuses or moves it, and a refusal never silently unlinks the other folder.
+    pub fn set_folder_external_id(
+        &mut self,
+        folder_id: &str,
+        provider: &str,
+        external_id: &str,
+    ) -> Result<(), PanoptoSimError> {
+        if !self.folders.contains_key(folder_id) {
+            return Err(not_found("folder", folder_id));
+        }
+        if provider.trim().is_empty() || external_id.trim().is_empty() {
+            return Err(PanoptoSimError::Invalid(
+                "an external id and its provider cannot be empty".into(),
+            ));
+        }
+        if let Some((other, _)) = self
+            .folders_by_external_id(&[external_id.to_string()], &[provider.to_string()])
+            .into_iter()
+            .find(|(f, _)| f.id != folder_id)
+        {
+            return Err(PanoptoSimError::Invalid(format!(
+                "external id '{external_id}' of provider '{provider}' is already on folder '{}'",
+                other.id
+            )));
+        }
+        if let Some(folder) = self.folders.get_mut(folder_id) {
+            folder
+                .external_ids
+                .insert(provider.to_string(), external_id.to_string());
+        }
+        Ok(())
+    }
+
+    /// Folders holding one of `external_ids` under one of `providers` (under any provider
+    /// when `providers` is empty), each once, with the id it matched; in the order of
+    /// `external_ids`, then of folder id.
+    pub fn folders_by_external_id<'a>(
+        &'a self,
+        external_ids: &'a [String],
+        providers: &[String],
+    ) -> Vec<(&'a Folder, &'a str)> {
+        let mut seen = BTreeSet::new();
+        let mut found = Vec::new();
+        for external_id in external_ids {
+            for folder in self.folders.values() {
+                let matches = folder.external_ids.iter().any(|(provider, id)| {
+                    id == external_id && (providers.is_empty() || providers.contains(provider))
+                });
+                if matches && seen.insert(folder.id.as_str()) {
+                    found.push((folder, external_id.as_str()));
+                }
+            }
+        }
+        found
     }
 
     pub fn provider_by_name(&self, name: &str) -> Option<&CaptionProvider> {
         self.providers
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+
+    // --- users ----------------------------------------------------------------------------
+
+    /// Provisions a user and answers its id. A key already provisioned (compared
+    /// case-insensitively, as Panopto does) keeps its id and takes the new name (and the
+    /// email, if one is given), as provisioning the same person again does.
+    pub fn add_user(&mut self, user_key: &str, name: &str, email: Option<&str>) -> String {
+        if let Some(id) = self.user_by_key(user_key).map(|u| u.id.clone()) {
+            if let Some(user) = self.users.get_mut(&id) {
+                user.name = name.to_string();
+                if let Some(email) = email {
+                    user.email = Some(email.to_string());
+                }
+            }
+            return id;
+        }
+        let id = new_id();
+        self.users.insert(
+            id.clone(),
+            User {
+                id: id.clone(),
+                user_key: user_key.to_string(),
+                name: name.to_string(),
+                email: email.map(str::to_string),
+            },
+        );
+        id
+    }
+
+    /// The user with this key, compared case-insensitively.
+    pub fn user_by_key(&self, user_key: &str) -> Option<&User> {
+        let wanted = user_key.to_lowercase();
+        self.users
+            .values()
+            .find(|u| u.user_key.to_lowercase() == wanted)
+    }
+
+    /// Users whose key, name or email contains `query` (case-insensitively; every user on
+    /// `""`), by user key then id.
+    pub fn search_users(&self, query: &str) -> Vec<&User> {
+        let query = query.to_lowercase();
+        let mut found: Vec<&User> = self.users.values().filter(|u| u.matches(&query)).collect();
+        found.sort_by(|a, b| {
+            (a.user_key.to_lowercase(), &a.id).cmp(&(b.user_key.to_lowercase(), &b.id))
+        });
+        found
     }
 
     pub fn add_recorder(&mut self, name: &str) -> String {

@@ -199,6 +199,21 @@ pub(super) struct RestModule {
     items: Option<Vec<RestModuleItem>>,
 }
 
+impl RestModule {
+    /// The module without items: write answers carry none, [`CanvasClient::modules`] fills
+    /// them in.
+    fn into_model(self, course_id: &str) -> Module {
+        Module {
+            id: self.id,
+            course_id: course_id.to_string(),
+            name: self.name,
+            position: self.position,
+            published: self.published,
+            items: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct RestModuleItem {
     #[serde(deserialize_with = "id")]
@@ -498,8 +513,8 @@ impl CanvasClient {
             .try_collect()
             .await?;
         futures::stream::iter(modules)
-            .map(|module| async move {
-                let items = match module.items {
+            .map(|mut module| async move {
+                let items = match module.items.take() {
                     Some(items) => items,
                     None => {
                         let items_path = module.items_url.clone().unwrap_or_else(|| {
@@ -513,21 +528,48 @@ impl CanvasClient {
                             .await?
                     }
                 };
-                Ok::<_, CanvasError>(Module {
-                    course_id: course_id.to_string(),
-                    name: module.name,
-                    position: module.position,
-                    published: module.published,
-                    items: items
-                        .into_iter()
-                        .map(|item| item.into_model(&module.id))
-                        .collect(),
-                    id: module.id,
-                })
+                let mut model = module.into_model(course_id);
+                model.items = items
+                    .into_iter()
+                    .map(|item| item.into_model(&model.id))
+                    .collect();
+                Ok::<_, CanvasError>(model)
             })
             .buffered(ITEM_LIST_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    /// Creates an unpublished module at the end of the course's modules (`items` is empty).
+    /// Not repeated after a timeout or 5xx (it may have been created): callers look for the
+    /// module in [`Self::modules`] before creating it again.
+    pub async fn create_module(&self, course_id: &str, name: &str) -> Result<Module, CanvasError> {
+        let path = format!("/api/v1/courses/{}/modules", segment(course_id));
+        let form = vec![("module[name]".to_string(), name.to_string())];
+        let created: RestModule = self.send_form(Method::POST, &path, form).await?;
+        Ok(created.into_model(course_id))
+    }
+
+    /// Publishes a module (idempotent; `items` is empty). Only the module: without
+    /// `skip_content_tags` Canvas would also publish every item in it, including ones a
+    /// person left unpublished on purpose; items are published one by one
+    /// ([`Self::publish_module_item`]).
+    pub async fn publish_module(
+        &self,
+        course_id: &str,
+        module_id: &str,
+    ) -> Result<Module, CanvasError> {
+        let path = format!(
+            "/api/v1/courses/{}/modules/{}",
+            segment(course_id),
+            segment(module_id)
+        );
+        let form = vec![
+            ("module[published]".to_string(), "true".to_string()),
+            ("module[skip_content_tags]".to_string(), "true".to_string()),
+        ];
+        let module: RestModule = self.send_form(Method::PUT, &path, form).await?;
+        Ok(module.into_model(course_id))
     }
 
     /// Adds an `ExternalUrl` item to a module. Not repeated after a timeout or 5xx (it may

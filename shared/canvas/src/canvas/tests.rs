@@ -530,6 +530,68 @@ async fn module_item_writes_are_form_encoded_and_a_failed_post_is_not_repeated()
     );
 }
 
+#[tokio::test]
+async fn module_writes_are_form_encoded_and_a_failed_post_is_not_repeated() {
+    let canvas = FakeCanvas::start(|seen, _| match seen.method.as_str() {
+        "POST" if seen.target.starts_with("/api/v1/courses/9/") => answer(504, "gateway timeout"),
+        "POST" => answer(
+            200,
+            r#"{"id": 12, "name": "Lecture recordings & notes", "position": 3,
+            "published": false, "items_count": 0,
+            "items_url": "https://canvas.test/api/v1/courses/1/modules/12/items"}"#,
+        ),
+        _ => answer(
+            200,
+            r#"{"id": 12, "name": "Lecture recordings & notes", "position": 3,
+            "published": true, "items_count": 0}"#,
+        ),
+    })
+    .await;
+    let h = harness(&canvas.base, false);
+    let name = "Lecture recordings & notes = 100% é";
+    let created = h.client.create_module("1", name).await.unwrap();
+    assert_eq!(
+        (created.id.as_str(), created.course_id.as_str()),
+        ("12", "1")
+    );
+    assert_eq!(
+        (created.position, created.published),
+        (Some(3), Some(false))
+    );
+    assert!(created.items.is_empty());
+    let published = h.client.publish_module("1", "12").await.unwrap();
+    assert_eq!(published.published, Some(true));
+    assert!(published.items.is_empty());
+    let seen = canvas.seen();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/api/v1/courses/1/modules")
+    );
+    assert_eq!(
+        form_pairs(&seen[0].body),
+        [("module[name]".to_string(), name.to_string())]
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].target.as_str()),
+        ("PUT", "/api/v1/courses/1/modules/12")
+    );
+    assert_eq!(
+        seen[1].body,
+        "module%5Bpublished%5D=true&module%5Bskip_content_tags%5D=true"
+    );
+
+    let err = h.client.create_module("9", name).await.unwrap_err();
+    assert!(
+        matches!(err, CanvasError::Http { status: 504, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        canvas.seen().len(),
+        3,
+        "the module may have been created: not repeated"
+    );
+}
+
 /// Decodes a form body (`+` and `%XX`).
 fn form_pairs(body: &str) -> Vec<(String, String)> {
     let decode = |s: &str| {
