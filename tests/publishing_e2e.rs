@@ -6,7 +6,9 @@
 //! Panopto does not have, so it needs attention and an incident opens. Then what people do:
 //! a publish replay (dry run, twice for real: nothing changes), a session renamed by hand
 //! after filing (kept, and audited), a module deleted in Canvas (recreated and the link
-//! posted once more), a session no lecture explains (held unmatched). A second test runs
+//! posted once more), a student dropping the section (a Canvas live event through the change
+//! bus to `access-sync`: the grant is revoked), a session no lecture explains (held
+//! unmatched). A second test runs
 //! the same day with lost DynamoDB responses (a crash after each kind of write), Panopto
 //! 429s and Canvas 503s, and still ends with one folder, one name, one grant set and one
 //! module item.
@@ -28,6 +30,7 @@ use coursewire_simulators::canvas_api::{
     ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID as CANVAS_CLIENT_ID,
     DEFAULT_CLIENT_SECRET as CANVAS_CLIENT_SECRET, World,
 };
+use coursewire_simulators::canvas_live_events::{Delivery, Emission, Format};
 use coursewire_simulators::panopto::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
     PanoptoSimConfig,
@@ -571,6 +574,71 @@ async fn a_recording_is_published_once_and_people_changing_things_are_respected(
     ensure!(
         again["recordings"][0]["steps"][0]["outcome"] == "already_done",
         "{again}"
+    );
+
+    // A student drops section A mid-day. Canvas says so in a live event; the change bus
+    // publishes it; the access rule hands it to access-sync, which revokes the grant.
+    let world = day.canvas.world_snapshot();
+    let dropped = world
+        .enrollments
+        .values()
+        .find(|e| {
+            e.course_section_id.to_string() == day.sections[0]
+                && e.enrollment_type == "StudentEnrollment"
+        })
+        .cloned()
+        .context("a student of A")?;
+    let dropped_viewer = day
+        .panopto
+        .user_id(&format!("canvas\\{}", dropped.user_id))
+        .context("the student's Panopto user")?;
+    ensure!(
+        day.viewers(a).contains(&dropped_viewer),
+        "could watch before"
+    );
+    day.canvas.take_live_events();
+    day.canvas.set_enrollment_state(dropped.id, "deleted")?;
+    for (i, event) in day.canvas.take_live_events().into_iter().enumerate() {
+        let event_time = event.canvas["metadata"]["event_time"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        day.h
+            .emitter
+            .send(&Emission {
+                event_index: i,
+                event_name: event.event_name.clone(),
+                event_time,
+                format: Format::Canvas,
+                delivery: Delivery::Sqs,
+                duplicate: false,
+                payload: event.canvas.clone(),
+                offset: Duration::ZERO,
+            })
+            .await?;
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "the dropped student's access revoked",
+        || async { Ok(!day.viewers(a).contains(&dropped_viewer)) },
+    )
+    .await?;
+    let mut still = day.expected_viewers();
+    still.remove(&dropped_viewer);
+    ensure!(
+        day.viewers(a) == still,
+        "only the dropped student lost access"
+    );
+    let records = trail
+        .timeline(&Subject::lecture(&lecture.section_id, &lecture.slot))
+        .await?;
+    ensure!(
+        records.iter().any(
+            |r| matches!(&r.action, Action::WorkflowStep { step, .. } if step == "access")
+                && r.detail.contains("1 revoked")
+                && !r.upstream.canvas_event_ids.is_empty()
+        ),
+        "the revocation is audited with the Canvas change event behind it"
     );
 
     // A session no lecture explains (someone's own recording, pushed by the middleware) is

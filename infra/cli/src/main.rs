@@ -3,6 +3,7 @@
 
 mod import;
 mod replay;
+mod why;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Import(import::Args),
     /// Send stored Canvas live events through the pipeline again, for a window of event time.
     Replay(replay::Args),
+    /// Explain a day's lectures of a section or course: recorded, published, or why not.
+    WhyMissing(why::Args),
 }
 
 #[tokio::main]
@@ -43,5 +46,6 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Import(args) => import::main(args).await,
         Command::Replay(args) => replay::main(args).await,
+        Command::WhyMissing(args) => why::main(args).await,
     }
 }

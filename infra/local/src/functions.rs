@@ -11,6 +11,7 @@ use std::sync::Arc;
 /// Every function crate of the workspace. A new function adds its crate here (and to
 /// infra's Cargo.toml); a test checks that every function of the template is listed.
 pub const DESCRIPTIONS: &[&Description] = &[
+    &access_sync::DESCRIPTION,
     &ingest_https::DESCRIPTION,
     &ingest_sqs::DESCRIPTION,
     &orchestrator::DESCRIPTION,

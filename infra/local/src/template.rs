@@ -1566,6 +1566,8 @@ Resources:
             ),
             ("ReconcileQueue", format!("coursewire-reconcile-{stage}")),
             ("ReconcileDLQ", format!("coursewire-reconcile-dlq-{stage}")),
+            ("AccessQueue", format!("coursewire-access-{stage}")),
+            ("AccessDLQ", format!("coursewire-access-dlq-{stage}")),
             (
                 "RecordingsQueue",
                 format!("coursewire-recordings-{stage}.fifo"),
@@ -1658,7 +1660,7 @@ Resources:
             Some("arn:aws:sqs:us-east-1:123456789012:canvas-live-events-t1-dlq")
         );
         assert!(t.dependencies(q).contains("CanvasLiveEventsDLQ"));
-        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 10);
+        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 12);
         assert_eq!(t.parameter_value("MaxEventBytes"), Some("262144"));
         assert_eq!(
             t.output("CanvasLiveEventsQueueArn", &c).unwrap(),

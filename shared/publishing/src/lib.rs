@@ -11,10 +11,12 @@
 //! - [`publisher`]: the steps and their check-before-act side effects in Panopto and Canvas
 //! - [`ports`] and [`dynamo`]: where workflow rows live; Canvas's modules
 //! - [`orchestrator`]: the `recordings.fifo` handler (processor, then workflows)
+//! - [`access_sync`]: `access-sync`, enrollment changes from the bus → viewer access again
 //! - [`replay`]: publish replay of a recording or a section's recordings, with a dry run
 //! - [`config`]: the orchestrator's wiring from its environment
 
 pub mod access;
+pub mod access_sync;
 pub mod config;
 pub mod dynamo;
 pub mod matching;

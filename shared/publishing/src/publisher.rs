@@ -85,6 +85,8 @@ pub struct Trigger {
     /// Look again at work already done (the module item still there?): replays and later
     /// events on a published recording.
     pub verify: bool,
+    /// The Canvas change event behind this run (a roster change), for the audit records.
+    pub canvas_event_id: Option<String>,
 }
 
 /// One step as a run saw it.
@@ -294,13 +296,17 @@ impl Publisher {
             // stored: a crash between the two repeats the step and the same record.
             let mut applied = row.clone();
             (effect.apply)(&mut applied);
-            let record = self.record(
+            let mut record = self.record(
                 &applied,
                 context.as_ref(),
                 step,
                 effect.outcome,
                 &effect.detail,
             );
+            record
+                .upstream
+                .canvas_event_ids
+                .extend(trigger.canvas_event_id.clone());
             self.trail.append(&record).await?;
             if applied.status == Status::Unmatched && previous.reason != applied.reason {
                 self.incidents

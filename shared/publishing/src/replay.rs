@@ -99,6 +99,7 @@ impl Orchestrator {
             force: request.steps()?,
             dry_run: request.dry_run,
             verify: true,
+            canvas_event_id: None,
         };
         let sessions: Vec<String> = match (&request.session_id, &request.section_id) {
             (Some(session), _) => vec![session.clone()],

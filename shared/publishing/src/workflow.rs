@@ -133,6 +133,10 @@ pub struct WorkflowRow {
     /// The viewers coursewire granted (only these are ever revoked: a person's grants stay).
     #[serde(default)]
     pub access: Option<BTreeSet<String>>,
+    /// The roster changed since `access` was granted (an enrollment on the bus, a forced
+    /// replay): the access step is taken again, diffing against `access`.
+    #[serde(default)]
+    pub access_stale: bool,
     #[serde(default)]
     pub posted: Option<Posted>,
     /// Times the post was repeated because a person deleted the module (at most once).
@@ -162,6 +166,7 @@ impl WorkflowRow {
             filed: None,
             captions_requested: None,
             access: None,
+            access_stale: false,
             posted: None,
             reposts: 0,
             audited: false,
@@ -178,7 +183,7 @@ impl WorkflowRow {
             Step::Match => self.lecture.is_some(),
             Step::File => self.filed.is_some(),
             Step::Caption => self.captions_requested.is_some(),
-            Step::Access => self.access.is_some(),
+            Step::Access => self.access.is_some() && !self.access_stale,
             Step::Post => self.posted.is_some(),
             Step::Audit => self.audited,
         }
@@ -188,6 +193,13 @@ impl WorkflowRow {
     /// taken again: a forced replay. What it made stays known where redoing needs it (the
     /// grants to revoke, the module to look in).
     pub fn forget(&mut self, step: Step) {
+        self.attempts = 0;
+        self.last_error = None;
+        if step == Step::Access {
+            // Access is re-derived on its own: the rest stays done and the status stays.
+            self.access_stale = true;
+            return;
+        }
         match step {
             Step::Match => {
                 self.lecture = None;
@@ -195,9 +207,7 @@ impl WorkflowRow {
             }
             Step::File => self.filed = None,
             Step::Caption => self.captions_requested = None,
-            // Kept grants stay recorded; the step recomputes and diffs against them.
-            Step::Access => {}
-            Step::Post => {}
+            Step::Access | Step::Post => {}
             Step::Audit => {}
         }
         self.audited = false;
@@ -207,8 +217,6 @@ impl WorkflowRow {
         ) {
             self.status = Status::InProgress;
         }
-        self.attempts = 0;
-        self.last_error = None;
     }
 }
 
@@ -328,5 +336,26 @@ mod tests {
         for step in Step::ALL {
             assert_eq!(Step::parse(step.as_str()), Some(step));
         }
+        // A roster change re-takes access alone; a published row stays published.
+        let mut published = row.clone();
+        published.filed = Some(Filed {
+            folder_id: "f".into(),
+            name: "n".into(),
+            at: String::new(),
+        });
+        published.captions_requested = Some("Panopto".into());
+        published.access = Some(BTreeSet::from(["u1".to_string()]));
+        published.posted = Some(Posted {
+            course_id: "42".into(),
+            module_id: "m".into(),
+            item_id: "i".into(),
+            url: "u".into(),
+        });
+        published.audited = true;
+        published.status = Status::Published;
+        assert_eq!(next(&published, &rec, None), Next::Stop);
+        published.forget(Step::Access);
+        assert_eq!(published.status, Status::Published);
+        assert_eq!(next(&published, &rec, None), Next::Take(Step::Access));
     }
 }
