@@ -473,6 +473,12 @@ async fn a_recording_is_published_once_and_people_changing_things_are_respected(
     let records = trail
         .timeline(&Subject::lecture(&lecture.section_id, &lecture.slot))
         .await?;
+    ensure!(
+        records
+            .iter()
+            .any(|r| matches!(&r.action, Action::Booked { session_id, .. } if session_id == a)),
+        "the booking is on the lecture's timeline"
+    );
     let steps = steps_of(&records);
     for step in ["match", "file", "caption", "access", "post", "audit"] {
         ensure!(

@@ -2,6 +2,7 @@
 //! teaching catalog, checked whole before anything is written.
 
 use anyhow::{Context, Result};
+use coursewire_audit::DynamoAuditTrail;
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_panopto::{HttpPanopto, HttpSettings};
 use coursewire_recordings::booking::Scheduler;
@@ -71,6 +72,9 @@ pub struct Args {
     /// Canvas catalog table, instead of the one derived from --stage.
     #[arg(long, value_name = "TABLE")]
     catalog_table: Option<String>,
+    /// Audit table the bookings are recorded in, instead of the one derived from --stage.
+    #[arg(long, value_name = "TABLE")]
+    audit_table: Option<String>,
     /// After the import, do not book the imported sections' lectures in Panopto now (the
     /// recording-scheduler function still does within 15 minutes).
     #[arg(long)]
@@ -215,6 +219,12 @@ async fn book(
             dynamodb.clone(),
             catalog_table,
         ))),
+        Arc::new(DynamoAuditTrail::new(
+            dynamodb.clone(),
+            args.audit_table
+                .clone()
+                .unwrap_or_else(|| format!("coursewire-audit-{}", args.stage)),
+        )),
     );
     println!(
         "\nBooking the lectures of {} section(s) in Panopto…",

@@ -3,7 +3,7 @@
 //! group. Grants are diffed against the session's own (non-inherited) grants; only grants
 //! coursewire made are ever revoked, so a person's grants stay.
 
-use crate::publisher::{Calls, StepError};
+use crate::publisher::StepError;
 use coursewire_panopto::{Panopto, PermissionCreate, PrincipalType};
 use coursewire_teaching::AccessLevel;
 use coursewire_teaching::sections::CanvasDirectory;
@@ -72,7 +72,6 @@ impl Access {
         course_id: &str,
         section_id: &str,
         access: AccessLevel,
-        calls: &mut Calls,
     ) -> Result<Wanted, StepError> {
         let users = match access {
             AccessLevel::Institution if self.viewers.institution_group.is_empty() => {
@@ -99,7 +98,7 @@ impl Access {
             ..Wanted::default()
         };
         for user in users {
-            match self.user_id(&self.viewers.user_key(&user), calls).await? {
+            match self.user_id(&self.viewers.user_key(&user)).await? {
                 Some(id) => {
                     wanted.principals.insert(id);
                 }
@@ -109,11 +108,10 @@ impl Access {
         Ok(wanted)
     }
 
-    async fn user_id(&self, key: &str, calls: &mut Calls) -> Result<Option<String>, StepError> {
+    async fn user_id(&self, key: &str) -> Result<Option<String>, StepError> {
         if let Some(id) = self.users.lock().await.get(key) {
             return Ok(Some(id.clone()));
         }
-        calls.panopto += 1;
         let Some(user) = self.panopto.user_by_key(key).await? else {
             return Ok(None);
         };
@@ -131,9 +129,7 @@ impl Access {
         session_id: &str,
         ours: Option<&BTreeSet<String>>,
         wanted: &Wanted,
-        calls: &mut Calls,
     ) -> Result<Synced, StepError> {
-        calls.panopto += 1;
         let present: BTreeSet<String> = self
             .panopto
             .session_permissions(session_id)
@@ -151,7 +147,6 @@ impl Access {
         };
         let mut synced = Synced::default();
         for principal in wanted.principals.difference(&present) {
-            calls.panopto += 1;
             self.panopto
                 .grant_session_permission(
                     session_id,
@@ -168,7 +163,6 @@ impl Access {
                 .difference(&wanted.principals)
                 .filter(|p| present.contains(*p))
             {
-                calls.panopto += 1;
                 self.panopto
                     .revoke_session_permission(
                         session_id,

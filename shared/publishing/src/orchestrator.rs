@@ -137,8 +137,6 @@ impl Orchestrator {
                         1,
                     );
                 }
-                metrics.count("PanoptoCalls", &[], advanced.calls.panopto as u64);
-                metrics.count("CanvasCalls", &[], advanced.calls.canvas as u64);
                 tracing::info!(
                     correlation_id = %row.session_id,
                     status = advanced.status.as_str(),

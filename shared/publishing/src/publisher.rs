@@ -26,7 +26,7 @@ use chrono::{TimeDelta, Utc};
 use coursewire_audit::{Action, Actor, AuditRecord, AuditTrail, Outcome, Subject, Upstream, Why};
 use coursewire_canvas::canvas::{CanvasError, Module, NewExternalUrlItem};
 use coursewire_incidents::{IncidentKind, Incidents, NewIncident};
-use coursewire_panopto::{Panopto, PanoptoError, SessionUpdate};
+use coursewire_panopto::{CaptionProvider, Panopto, PanoptoError, SessionUpdate};
 use coursewire_pipeline::time::format_sortable;
 use coursewire_recordings::booking::values;
 use coursewire_recordings::folders::SectionFolders;
@@ -106,14 +106,6 @@ pub struct Advanced {
     pub steps: Vec<StepReport>,
     /// Why it stopped short of published, if it did.
     pub waiting: Option<String>,
-    /// Panopto and Canvas calls made (the benchmark's calls per published recording).
-    pub calls: Calls,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Calls {
-    pub panopto: usize,
-    pub canvas: usize,
 }
 
 /// The lecture, its rule and its section, read once per run.
@@ -171,6 +163,7 @@ pub struct Publisher {
     canvas: Arc<dyn CourseModules>,
     folders: SectionFolders,
     access: Access,
+    caption_providers: tokio::sync::Mutex<Option<Vec<CaptionProvider>>>,
     trail: Arc<dyn AuditTrail>,
     incidents: Arc<Incidents>,
     settings: Settings,
@@ -198,6 +191,7 @@ impl Publisher {
             teaching,
             folders: SectionFolders::new(panopto.clone()),
             access: Access::new(panopto.clone(), directory.clone(), settings.viewers.clone()),
+            caption_providers: tokio::sync::Mutex::new(None),
             directory,
             panopto,
             canvas,
@@ -220,7 +214,6 @@ impl Publisher {
         recording: &RecordingRow,
         trigger: &Trigger,
     ) -> Result<Advanced, StepError> {
-        let mut calls = Calls::default();
         let mut steps = Vec::new();
         let mut row = self
             .store
@@ -261,9 +254,7 @@ impl Publisher {
                 verify = false;
             }
             let previous = row.clone();
-            let result = self
-                .take(step, &row, recording, context.as_ref(), &mut calls)
-                .await;
+            let result = self.take(step, &row, recording, context.as_ref()).await;
             let (report, effect) = match result {
                 Ok(Some(effect)) => (
                     StepReport {
@@ -287,9 +278,7 @@ impl Publisher {
                     continue;
                 }
                 Err(e) => {
-                    return self
-                        .failed(row, context.as_ref(), step, e, steps, calls)
-                        .await;
+                    return self.failed(row, context.as_ref(), step, e, steps).await;
                 }
             };
             // Audited with the step applied (a match lands on its lecture's timeline), then
@@ -357,7 +346,6 @@ impl Publisher {
             status: row.status,
             steps,
             waiting,
-            calls,
         })
     }
 
@@ -371,7 +359,6 @@ impl Publisher {
         step: Step,
         error: StepError,
         mut steps: Vec<StepReport>,
-        calls: Calls,
     ) -> Result<Advanced, StepError> {
         row.attempts += 1;
         row.last_error = Some(format!("{step}: {error}"));
@@ -416,7 +403,6 @@ impl Publisher {
                 status: row.status,
                 steps,
                 waiting: row.last_error.clone(),
-                calls,
             })
         } else {
             Err(error)
@@ -467,10 +453,9 @@ impl Publisher {
         row: &WorkflowRow,
         recording: &RecordingRow,
         context: Option<&Context>,
-        calls: &mut Calls,
     ) -> Result<Option<Effect>, StepError> {
         if step == Step::Match {
-            return self.match_session(recording, calls).await.map(Some);
+            return self.match_session(recording).await.map(Some);
         }
         let context = context.ok_or_else(|| StepError::Permanent("no lecture matched".into()))?;
         let Some(rule) = context.rule.as_ref().filter(|r| r.enabled) else {
@@ -495,13 +480,10 @@ impl Publisher {
         };
         match step {
             Step::Match => unreachable_step(),
-            Step::File => self.file(recording, context, rule, calls).await.map(Some),
-            Step::Caption => self.caption(row, rule, calls).await.map(Some),
-            Step::Access => self.access(row, context, rule, calls).await.map(Some),
-            Step::Post => {
-                self.post(row, recording, context, section, rule, calls)
-                    .await
-            }
+            Step::File => self.file(recording, context, rule).await.map(Some),
+            Step::Caption => self.caption(row, rule).await.map(Some),
+            Step::Access => self.access(row, context, rule).await.map(Some),
+            Step::Post => self.post(row, recording, context, section, rule).await,
             Step::Audit => Ok(Some(Effect::done(
                 match &row.posted {
                     Some(p) => format!(
@@ -515,12 +497,7 @@ impl Publisher {
         }
     }
 
-    async fn match_session(
-        &self,
-        recording: &RecordingRow,
-        calls: &mut Calls,
-    ) -> Result<Effect, StepError> {
-        calls.panopto += 1;
+    async fn match_session(&self, recording: &RecordingRow) -> Result<Effect, StepError> {
         let states = self
             .panopto
             .session_states(std::slice::from_ref(&recording.session_id))
@@ -599,7 +576,6 @@ impl Publisher {
         recording: &RecordingRow,
         context: &Context,
         rule: &PublishingRule,
-        calls: &mut Calls,
     ) -> Result<Effect, StepError> {
         let path = context.folder_path(rule);
         if path.is_empty() {
@@ -609,7 +585,6 @@ impl Publisher {
             )));
         }
         let name = rule.session_template.render(&context.values);
-        calls.panopto += 2;
         let folder_id = self.folders.folder(&path).await?;
         let session = self
             .panopto
@@ -630,7 +605,6 @@ impl Publisher {
         let detail = if update.name.is_none() && update.folder.is_none() {
             format!("already filed as \"{name}\" in folder {folder_id}")
         } else {
-            calls.panopto += 1;
             self.panopto
                 .update_session(&recording.session_id, &update)
                 .await?;
@@ -641,28 +615,24 @@ impl Publisher {
             )
         };
         let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let viewer_url = session.urls.and_then(|u| u.viewer_url);
         Ok(Effect::done(detail, move |row| {
             row.filed = Some(Filed {
                 folder_id,
                 name,
                 at,
+                viewer_url,
             })
         }))
     }
 
-    async fn caption(
-        &self,
-        row: &WorkflowRow,
-        rule: &PublishingRule,
-        calls: &mut Calls,
-    ) -> Result<Effect, StepError> {
+    async fn caption(&self, row: &WorkflowRow, rule: &PublishingRule) -> Result<Effect, StepError> {
         let folder_id = row
             .filed
             .as_ref()
             .map(|f| f.folder_id.clone())
             .ok_or_else(|| StepError::Permanent("captions before filing".into()))?;
         let wanted = rule.caption_provider.clone();
-        calls.panopto += 1;
         let settings = self.panopto.folder_settings(&folder_id).await?;
         if settings
             .automatic_caption_provider_name
@@ -674,8 +644,7 @@ impl Publisher {
                 move |row| row.captions_requested = Some(wanted),
             ));
         }
-        calls.panopto += 2;
-        let providers = self.panopto.caption_providers().await?;
+        let providers = self.caption_providers(&wanted).await?;
         let provider = providers
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(&wanted))
@@ -703,16 +672,15 @@ impl Publisher {
         row: &WorkflowRow,
         context: &Context,
         rule: &PublishingRule,
-        calls: &mut Calls,
     ) -> Result<Effect, StepError> {
         let lecture = &context.lecture;
         let wanted = self
             .access
-            .wanted(&lecture.course_id, &lecture.section_id, rule.access, calls)
+            .wanted(&lecture.course_id, &lecture.section_id, rule.access)
             .await?;
         let synced = self
             .access
-            .sync(&row.session_id, row.access.as_ref(), &wanted, calls)
+            .sync(&row.session_id, row.access.as_ref(), &wanted)
             .await?;
         let mut detail = format!(
             "access by {}: {} viewer(s), {} granted, {} revoked",
@@ -741,7 +709,6 @@ impl Publisher {
         context: &Context,
         section: &SectionInfo,
         rule: &PublishingRule,
-        calls: &mut Calls,
     ) -> Result<Option<Effect>, StepError> {
         let course_id = section.course_id.clone();
         let module_name = rule.module_template.render(&context.values);
@@ -750,24 +717,27 @@ impl Publisher {
             .as_ref()
             .map(|f| f.name.clone())
             .unwrap_or_else(|| rule.session_template.render(&context.values));
-        let url = match &row.posted {
-            Some(posted) => posted.url.clone(),
-            None => {
-                calls.panopto += 1;
-                self.panopto
-                    .session(&recording.session_id)
-                    .await?
-                    .and_then(|s| s.urls)
-                    .and_then(|u| u.viewer_url)
-                    .ok_or_else(|| {
-                        StepError::Permanent(format!(
-                            "Panopto gives no viewer URL for session {}",
-                            recording.session_id
-                        ))
-                    })?
-            }
+        // The link: as posted before, else as Panopto gave it when filing, else asked for.
+        let known_url = row
+            .posted
+            .as_ref()
+            .map(|p| p.url.clone())
+            .or_else(|| row.filed.as_ref().and_then(|f| f.viewer_url.clone()));
+        let url = match known_url {
+            Some(url) => url,
+            None => self
+                .panopto
+                .session(&recording.session_id)
+                .await?
+                .and_then(|s| s.urls)
+                .and_then(|u| u.viewer_url)
+                .ok_or_else(|| {
+                    StepError::Permanent(format!(
+                        "Panopto gives no viewer URL for session {}",
+                        recording.session_id
+                    ))
+                })?,
         };
-        calls.canvas += 1;
         let modules = self.canvas.modules(&course_id).await?;
         // The module posted in before (by id: people rename modules), else the rule's by name.
         let known = row
@@ -802,7 +772,6 @@ impl Publisher {
         let module = match module {
             Some(module) => module.clone(),
             None => {
-                calls.canvas += 2;
                 let created = self.canvas.create_module(&course_id, &module_name).await?;
                 self.canvas.publish_module(&course_id, &created.id).await?;
                 detail.push(if repost {
@@ -819,7 +788,6 @@ impl Publisher {
                 item.clone()
             }
             None => {
-                calls.canvas += 2;
                 let created = self
                     .canvas
                     .create_item(
@@ -856,6 +824,22 @@ impl Publisher {
             }
             row.posted = Some(posted);
         })))
+    }
+
+    /// The site's caption providers, read once per process (they are site configuration),
+    /// and again when `wanted` is not among them (it may have been added since).
+    async fn caption_providers(&self, wanted: &str) -> Result<Vec<CaptionProvider>, StepError> {
+        let mut known = self.caption_providers.lock().await;
+        if let Some(providers) = known.as_ref()
+            && providers
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(wanted))
+        {
+            return Ok(providers.clone());
+        }
+        let providers = self.panopto.caption_providers().await?;
+        *known = Some(providers.clone());
+        Ok(providers)
     }
 
     /// What the next step would do (a dry run's answer).

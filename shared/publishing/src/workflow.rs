@@ -103,6 +103,9 @@ pub struct Filed {
     /// When coursewire filed it (RFC 3339): changes seen after this are a person's.
     #[serde(default)]
     pub at: String,
+    /// The viewer link Panopto gave then (what the post step links to).
+    #[serde(default)]
+    pub viewer_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,6 +286,7 @@ mod tests {
             folder_id: "f".into(),
             name: "n".into(),
             at: "2026-10-27T14:00:00Z".into(),
+            viewer_url: None,
         });
         row.captions_requested = Some("Panopto".into());
         row.access = Some(BTreeSet::new());
@@ -342,6 +346,7 @@ mod tests {
             folder_id: "f".into(),
             name: "n".into(),
             at: String::new(),
+            viewer_url: None,
         });
         published.captions_requested = Some("Panopto".into());
         published.access = Some(BTreeSet::from(["u1".to_string()]));

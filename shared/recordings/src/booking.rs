@@ -3,7 +3,9 @@
 //! scheduled recording in its section's folder, named by the rule; a moved meeting moves it
 //! (PUT), a cancelled one cancels it (DELETE), a room change re-books it on the new recorder.
 //!
-//! The rule's folder is found by its external id ([`crate::folders`]), not by name.
+//! The rule's folder is found by its external id ([`crate::folders`]), not by name. Every
+//! booking made, moved, re-booked or cancelled, and every refusal, goes on the lecture's audit
+//! timeline.
 //!
 //! Check before act: a booking coursewire made carries a marker in its description, so a run
 //! that crashed between Panopto's answer and writing the booking down finds it again (in the
@@ -12,6 +14,9 @@
 
 use crate::folders::SectionFolders;
 use chrono::{DateTime, Utc};
+use coursewire_audit::{
+    Action, Actor, AuditRecord, AuditTrail, Outcome as AuditOutcome, Subject, Upstream,
+};
 use coursewire_panopto::{Panopto, PanoptoError, ScheduledRecordingCreate};
 use coursewire_runtime::function::{HandlerError, InvokeHandler, ScheduleHandler};
 use coursewire_runtime::service::ServiceError;
@@ -33,6 +38,8 @@ pub fn marker(lecture: &Lecture) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BookingError {
+    #[error("the audit trail: {0}")]
+    Audit(#[from] coursewire_audit::AuditError),
     #[error("the teaching catalog: {0}")]
     Catalog(#[from] ServiceError),
     #[error("Panopto: {0}")]
@@ -66,6 +73,7 @@ struct Wanted {
 
 pub struct Scheduler {
     teaching: Arc<dyn TeachingStore>,
+    trail: Arc<dyn AuditTrail>,
     panopto: Arc<dyn Panopto>,
     directory: Arc<dyn CanvasDirectory>,
     folders: SectionFolders,
@@ -76,9 +84,11 @@ impl Scheduler {
         teaching: Arc<dyn TeachingStore>,
         panopto: Arc<dyn Panopto>,
         directory: Arc<dyn CanvasDirectory>,
+        trail: Arc<dyn AuditTrail>,
     ) -> Self {
         Self {
             teaching,
+            trail,
             folders: SectionFolders::new(panopto.clone()),
             panopto,
             directory,
@@ -130,9 +140,31 @@ impl Scheduler {
             let id = format!("{}/{}", row.lecture.section_id, row.lecture.slot());
             let wanted = wanted(&row.lecture, &rules, &rooms, &patterns, &sections, now);
             match self.step(&row, wanted.as_ref()).await {
-                Ok(outcome) => outcome.count(&mut report),
+                Ok((outcome, booking)) => {
+                    if let Some(booking) = booking.filter(|_| outcome.changed())
+                        && let Err(e) = self.audit(&row.lecture, &outcome, &booking, None).await
+                    {
+                        // The booking stands; only its record is missing.
+                        tracing::warn!(lecture = id.as_str(), error = %e, "booking not audited");
+                        report.failed.push((id.clone(), e.to_string()));
+                    }
+                    outcome.count(&mut report);
+                }
                 Err(BookingError::Panopto(PanoptoError::Conflict { recorder, message })) => {
                     let why = format!("recorder {recorder} is already booked: {message}");
+                    let refused = Booking {
+                        session_id: String::new(),
+                        recorder_id: recorder.clone(),
+                        folder_id: String::new(),
+                        start: row.lecture.start,
+                        end: row.lecture.end,
+                    };
+                    if let Err(e) = self
+                        .audit(&row.lecture, &Outcome::NotRecorded, &refused, Some(&why))
+                        .await
+                    {
+                        tracing::warn!(lecture = id.as_str(), error = %e, "refusal not audited");
+                    }
                     tracing::warn!(
                         lecture = id.as_str(),
                         why = why.as_str(),
@@ -160,24 +192,24 @@ impl Scheduler {
         &self,
         row: &LectureRow,
         wanted: Option<&Wanted>,
-    ) -> Result<Outcome, BookingError> {
+    ) -> Result<(Outcome, Option<Booking>), BookingError> {
         let lecture = &row.lecture;
         match (wanted, &row.booking) {
-            (None, None) => Ok(Outcome::NotRecorded),
+            (None, None) => Ok((Outcome::NotRecorded, None)),
             (None, Some(booking)) => {
                 self.panopto
                     .delete_scheduled_recording(&booking.session_id)
                     .await?;
                 self.teaching.set_booking(lecture, None, None).await?;
-                Ok(Outcome::Cancelled)
+                Ok((Outcome::Cancelled, Some(booking.clone())))
             }
             (Some(wanted), Some(booking)) if booking.recorder_id != wanted.recorder_id => {
                 self.panopto
                     .delete_scheduled_recording(&booking.session_id)
                     .await?;
                 self.teaching.set_booking(lecture, None, None).await?;
-                self.book(lecture, wanted).await?;
-                Ok(Outcome::Rebooked)
+                let (_, booking) = self.book(lecture, wanted).await?;
+                Ok((Outcome::Rebooked, booking))
             }
             (Some(_), Some(booking))
                 if booking.start != lecture.start || booking.end != lecture.end =>
@@ -191,21 +223,100 @@ impl Scheduler {
                 self.teaching
                     .set_booking(lecture, Some(&moved), None)
                     .await?;
-                Ok(Outcome::Moved)
+                Ok((Outcome::Moved, Some(moved)))
             }
             (Some(_), Some(_)) if row.booking_error.is_some() => {
                 self.teaching
                     .set_booking(lecture, row.booking.as_ref(), None)
                     .await?;
-                Ok(Outcome::Unchanged)
+                Ok((Outcome::Unchanged, None))
             }
-            (Some(_), Some(_)) => Ok(Outcome::Unchanged),
+            (Some(_), Some(_)) => Ok((Outcome::Unchanged, None)),
             (Some(wanted), None) => self.book(lecture, wanted).await,
         }
     }
 
+    /// Records what a run changed on the lecture's audit timeline.
+    async fn audit(
+        &self,
+        lecture: &Lecture,
+        outcome: &Outcome,
+        booking: &Booking,
+        why: Option<&str>,
+    ) -> Result<(), BookingError> {
+        let when = |b: &Booking| {
+            format!(
+                "{} to {}",
+                b.start
+                    .with_timezone(&lecture.time_zone)
+                    .format("%Y-%m-%d %H:%M"),
+                b.end.with_timezone(&lecture.time_zone).format("%H:%M")
+            )
+        };
+        let (action, detail) = match outcome {
+            Outcome::Cancelled => (
+                Action::BookingCancelled {
+                    session_id: booking.session_id.clone(),
+                },
+                "the lecture is no longer scheduled: its booking was cancelled".to_string(),
+            ),
+            Outcome::NotRecorded => (
+                Action::NotBooked {
+                    room_id: lecture.room_id.clone(),
+                },
+                format!("Panopto refused the booking: {}", why.unwrap_or_default()),
+            ),
+            other => (
+                Action::Booked {
+                    session_id: booking.session_id.clone(),
+                    recorder_id: booking.recorder_id.clone(),
+                    room_id: lecture.room_id.clone(),
+                },
+                format!(
+                    "{} on recorder {} in room {}, {}",
+                    match other {
+                        Outcome::Moved => "booking moved",
+                        Outcome::Rebooked => "re-booked",
+                        Outcome::Adopted => "booking found again",
+                        _ => "booked",
+                    },
+                    booking.recorder_id,
+                    lecture.room_id,
+                    when(booking)
+                ),
+            ),
+        };
+        let key = format!(
+            "{}:{}:{}:{}",
+            booking.session_id,
+            booking.start.timestamp(),
+            booking.end.timestamp(),
+            why.unwrap_or_default()
+        );
+        let record = AuditRecord::new(
+            Subject::lecture(&lecture.section_id, lecture.slot()),
+            &key,
+            Utc::now(),
+            Actor::function("recording-scheduler"),
+            action,
+            if why.is_some() {
+                AuditOutcome::Failed
+            } else {
+                AuditOutcome::Done
+            },
+            detail,
+        )
+        .upstream(Upstream::session(&booking.session_id));
+        self.trail.append(&record).await?;
+        Ok(())
+    }
+
     /// Books the lecture, or adopts the booking an interrupted run made.
-    async fn book(&self, lecture: &Lecture, wanted: &Wanted) -> Result<Outcome, BookingError> {
+    async fn book(
+        &self,
+        lecture: &Lecture,
+        wanted: &Wanted,
+    ) -> Result<(Outcome, Option<Booking>), BookingError> {
         let folder_id = self.folders.folder(&wanted.folder_path).await?;
         let marker = marker(lecture);
         let existing = self
@@ -245,7 +356,7 @@ impl Scheduler {
         self.teaching
             .set_booking(lecture, Some(&booking), None)
             .await?;
-        Ok(outcome)
+        Ok((outcome, Some(booking)))
     }
 }
 
@@ -260,6 +371,11 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the run changed the lecture's booking (what the audit trail records).
+    fn changed(&self) -> bool {
+        !matches!(self, Outcome::Unchanged | Outcome::NotRecorded)
+    }
+
     fn count(self, report: &mut BookingReport) {
         match self {
             Outcome::Booked => report.booked += 1,

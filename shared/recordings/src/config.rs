@@ -90,12 +90,14 @@ pub fn scheduler(
     let env = Env::new(get);
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let teaching = DynamoTeachingStore::new(dynamodb.clone(), env.required("TEACHING_TABLE")?);
+    let trail = DynamoAuditTrail::new(dynamodb.clone(), env.required("AUDIT_TABLE")?);
     let directory =
         CatalogDirectory::new(DynamoCatalog::new(dynamodb, env.required("CATALOG_TABLE")?));
     Ok(Scheduler::new(
         Arc::new(teaching),
         panopto(get, aws)?,
         Arc::new(directory),
+        Arc::new(trail),
     ))
 }
 

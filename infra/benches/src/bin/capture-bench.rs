@@ -268,7 +268,15 @@ async fn tick_case(moto: &MotoServer, args: &Args, rooms: usize) -> Result<TickC
         ddb.clone(),
         &catalog,
     )));
-    let scheduler = Scheduler::new(store.clone(), panopto.clone(), directory);
+    let scheduler = Scheduler::new(
+        store.clone(),
+        panopto.clone(),
+        directory,
+        Arc::new(DynamoAuditTrail::new(
+            ddb.clone(),
+            table(&deployed, "AuditTable")?,
+        )),
+    );
     step(&format!("{rooms} rooms: booking the lectures due"));
     let report = scheduler
         .sync_window(
