@@ -1128,3 +1128,70 @@ fn a_simulated_term_validates_and_converges_in_both_formats() {
         }
     }
 }
+
+// --- lecture capture's change events (source coursewire.capture) ------------------------------
+
+/// `events/capture/recording-changed.json`, compiled.
+fn recording_changed_schema() -> jsonschema::Validator {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events/capture/recording-changed.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[test]
+fn every_recording_event_publishes_a_schema_valid_recording_changed() {
+    use coursewire_publishing::recording::{DETAIL_TYPE, RecordingModel};
+    use coursewire_recordings::{LectureRef, RecordingEvent, RecordingEventKind};
+    let schema = recording_changed_schema();
+    let lecture = LectureRef {
+        section_id: "2107000000000901".into(),
+        slot: "2026-10-27#1".into(),
+    };
+    let mut row = RecordingModel.empty("recording:s-1");
+    for (n, kind) in RecordingEventKind::ALL.into_iter().enumerate() {
+        let mut details = Map::new();
+        details.insert("to".into(), json!(format!("value {n}")));
+        let at = chrono::DateTime::parse_from_rfc3339("2026-10-27T14:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            + chrono::TimeDelta::minutes(n as i64);
+        let event = RecordingEvent::new(
+            kind,
+            "s-1",
+            (n % 2 == 0).then_some(&lecture),
+            at,
+            details,
+            &json!({"n": n}),
+        );
+        let queued = QueuedEvent::new(&event, &coursewire_recordings::event::delivery::POLLER, at);
+        let derived = RecordingModel
+            .derive(&row, &queued, event_id(&queued.event_hash), false)
+            .unwrap();
+        let mut change = derived.change.clone();
+        change.stamp("2026-10-27T14:30:00.000Z", false);
+        let envelope = json!({"version": "0", "id": "eb-1", "detail-type": derived.detail_type,
+            "source": "coursewire.capture", "account": "123456789012",
+            "time": "2026-10-27T14:30:00Z", "region": "us-east-1", "resources": [],
+            "detail": change});
+        let errors: Vec<String> = schema
+            .iter_errors(&envelope)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", kind.as_str());
+        assert_eq!(derived.detail_type, DETAIL_TYPE);
+        assert_eq!(change.sequence, n as u64 + 1, "gapless per session");
+        row = derived.row;
+    }
+    // The schema holds the shape: an unknown field, a missing session or a foreign source fail.
+    let mut bad = json!({"detail-type": "Recording Changed", "source": "coursewire.canvas",
+        "detail": {"event_id": "e", "schema_version": 1, "event": "processing",
+            "sequence": 1, "event_time": "t", "late": false, "details": {}, "published_at": "t",
+            "replay": false}});
+    assert!(!schema.is_valid(&bad), "foreign source and no session");
+    bad["source"] = json!("coursewire.capture");
+    bad["detail"]["session_id"] = json!("s-1");
+    assert!(schema.is_valid(&bad));
+    bad["detail"]["extra"] = json!(true);
+    assert!(!schema.is_valid(&bad), "unknown field");
+}
