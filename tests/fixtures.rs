@@ -615,3 +615,47 @@ fn reconciler_fixtures_are_what_its_queue_and_callers_send() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn orchestrator_fixtures_are_recording_events_and_a_replay_request() -> Result<()> {
+    use coursewire_pipeline::processor::EntityModel;
+    use coursewire_publishing::recording::RecordingModel;
+    let event: SqsEvent = serde_json::from_value(read_json("orchestrator.json")?)
+        .context("events/orchestrator.json is not a Lambda SqsEvent")?;
+    ensure!(event.records.len() == 2, "two recording events");
+    let mut row = RecordingModel.empty("recording:6f0c2b7e-4d1a-4c8e-9b3f-2a7d5e9c1b40");
+    for record in &event.records {
+        let queued: QueuedEvent = serde_json::from_str(record.body.as_deref().unwrap_or_default())
+            .context("a body that is not a QueuedEvent")?;
+        ensure!(
+            record.attributes.get("MessageGroupId") == Some(&queued.entity_key),
+            "grouped by session"
+        );
+        let derived = RecordingModel
+            .derive(&row, &queued, "id".into(), false)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        row = derived.row;
+    }
+    ensure!(row.complete && row.sequence == 2, "{row:?}");
+    let replay =
+        coursewire_publishing::PublishReplay::from_value(read_json("orchestrator-replay.json")?)
+            .map_err(|e| anyhow::anyhow!("events/orchestrator-replay.json: {e}"))?;
+    ensure!(replay.dry_run && replay.section_id.is_some(), "{replay:?}");
+    Ok(())
+}
+
+#[test]
+fn access_sync_fixture_is_an_enrollment_change_from_the_bus() -> Result<()> {
+    use coursewire_publishing::access_sync::RosterChange;
+    let event: SqsEvent = serde_json::from_value(read_json("access-sync.json")?)
+        .context("events/access-sync.json is not a Lambda SqsEvent")?;
+    let change = RosterChange::parse(event.records[0].body.as_deref().unwrap_or_default())?;
+    ensure!(
+        change
+            .sections
+            .iter()
+            .eq(["2107000000000901".to_string()].iter()),
+        "{change:?}"
+    );
+    Ok(())
+}
