@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::SecondsFormat;
-use coursewire_runtime::aws::{all_pages, classify};
+use coursewire_runtime::aws::{classify, query_all};
 use coursewire_runtime::service::ServiceError;
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -66,22 +66,13 @@ impl AuditTrail for DynamoAuditTrail {
 
     async fn timeline(&self, subject: &Subject) -> Result<Vec<AuditRecord>, AuditError> {
         let pk = subject.key();
-        let items = all_pages(|start| {
-            let pk = pk.clone();
-            async move {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", s(pk))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-            }
-        })
+        let items = query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk.clone())),
+        )
         .await?;
         let mut records = items
             .iter()

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, SecondsFormat, Utc};
-use coursewire_runtime::aws::{Item, all_pages, classify};
+use coursewire_runtime::aws::{Item, classify, query_all};
 use coursewire_runtime::service::ServiceError;
 
 /// GSI of unresolved incidents by opening time.
@@ -264,24 +264,14 @@ impl IncidentStore for DynamoIncidentStore {
     }
 
     async fn of_subject(&self, subject: &Subject) -> Result<Vec<Incident>, IncidentError> {
-        let pk = subject.key();
-        let items = all_pages(|start| {
-            let pk = pk.clone();
-            async move {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":pk", s(pk))
-                    .expression_attribute_values(":prefix", s("incident#"))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-            }
-        })
+        let items = query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(subject.key()))
+                .expression_attribute_values(":prefix", s("incident#")),
+        )
         .await?;
         items
             .iter()
@@ -290,20 +280,14 @@ impl IncidentStore for DynamoIncidentStore {
     }
 
     async fn unresolved(&self) -> Result<Vec<Incident>, IncidentError> {
-        let items = all_pages(|start| async move {
-            let out = self
-                .client
+        let items = query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(UNRESOLVED)
                 .key_condition_expression("unresolved = :u")
-                .expression_attribute_values(":u", s(UNRESOLVED_MARK))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
+                .expression_attribute_values(":u", s(UNRESOLVED_MARK)),
+        )
         .await?;
         items
             .iter()

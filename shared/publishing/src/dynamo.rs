@@ -8,7 +8,7 @@ use crate::workflow::WorkflowRow;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use coursewire_runtime::aws::{Item, all_pages, classify};
+use coursewire_runtime::aws::{Item, classify, query_all};
 use coursewire_runtime::service::ServiceError;
 
 /// The recordings table's index of matched workflows by lecture.
@@ -108,22 +108,17 @@ impl WorkflowStore for DynamoWorkflowStore {
         section_id: &str,
         date: Option<&str>,
     ) -> Result<Vec<WorkflowRow>, ServiceError> {
-        let items = all_pages(|start| async move {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(LECTURE_INDEX)
-                .expression_attribute_values(":section", s(section_id))
-                .set_exclusive_start_key(start);
-            query = match date {
-                Some(date) => query
-                    .key_condition_expression("section_id = :section AND begins_with(slot, :date)")
-                    .expression_attribute_values(":date", s(format!("{date}#"))),
-                None => query.key_condition_expression("section_id = :section"),
-            };
-            let out = query.send().await.map_err(|e| classify(&e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LECTURE_INDEX)
+            .expression_attribute_values(":section", s(section_id));
+        let items = query_all(match date {
+            Some(date) => query
+                .key_condition_expression("section_id = :section AND begins_with(slot, :date)")
+                .expression_attribute_values(":date", s(format!("{date}#"))),
+            None => query.key_condition_expression("section_id = :section"),
         })
         .await?;
         let mut rows = items.iter().map(parse).collect::<Result<Vec<_>, _>>()?;

@@ -56,8 +56,9 @@ impl Orchestrator {
 #[async_trait]
 impl QueueHandler for Orchestrator {
     async fn handle(&self, batch: Vec<QueueMessage>) -> Result<BatchOutcome, HandlerError> {
-        // Sessions in batch order, with their last message (the one to fail for a retry).
-        let mut sessions: Vec<(String, String)> = Vec::new();
+        // Sessions in batch order, each with its messages' ids (the last is the one to fail
+        // for a retry). Each body is read once here; the processor reads it for itself.
+        let mut sessions: Vec<(String, Vec<String>)> = Vec::new();
         for message in &batch {
             let Ok(queued) = serde_json::from_str::<QueuedEvent>(&message.body) else {
                 continue; // the processor reports and drops it
@@ -66,31 +67,16 @@ impl QueueHandler for Orchestrator {
                 .iter_mut()
                 .find(|(key, _)| *key == queued.entity_key)
             {
-                Some((_, last)) => *last = message.id.clone(),
-                None => sessions.push((queued.entity_key, message.id.clone())),
+                Some((_, ids)) => ids.push(message.id.clone()),
+                None => sessions.push((queued.entity_key, vec![message.id.clone()])),
             }
         }
-        let group_of: Vec<(String, Vec<String>)> = sessions
-            .iter()
-            .map(|(key, _)| {
-                let ids = batch
-                    .iter()
-                    .filter(|m| {
-                        serde_json::from_str::<QueuedEvent>(&m.body)
-                            .is_ok_and(|q| q.entity_key == *key)
-                    })
-                    .map(|m| m.id.clone())
-                    .collect();
-                (key.clone(), ids)
-            })
-            .collect();
         let mut outcome = self.processor.process_batch(batch).await;
         let failed: HashSet<String> = outcome.failed.iter().cloned().collect();
         let ready: Vec<(String, String)> = sessions
-            .iter()
-            .zip(&group_of)
-            .filter(|(_, (_, ids))| !ids.iter().any(|id| failed.contains(id)))
-            .map(|((key, last), _)| (key.clone(), last.clone()))
+            .into_iter()
+            .filter(|(_, ids)| !ids.iter().any(|id| failed.contains(id)))
+            .filter_map(|(key, ids)| ids.last().cloned().map(|last| (key, last)))
             .collect();
         let metrics = Metrics::new(self.metrics.clone(), &self.function);
         // A batch holds at most 10 messages, so its sessions advance together.

@@ -49,6 +49,25 @@ where
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
 
+/// Every item a Query answers, page by page (the built query is re-sent with each
+/// `ExclusiveStartKey`).
+pub async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<Item>, ServiceError> {
+    all_pages(|start| {
+        let query = query.clone();
+        async move {
+            let out = query
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        }
+    })
+    .await
+}
+
 /// Every item of a paginated Query or Scan: `page` is called with each `ExclusiveStartKey`
 /// (first `None`) and answers the page's items and its `LastEvaluatedKey`.
 pub async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, ServiceError>

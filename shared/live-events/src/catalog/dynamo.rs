@@ -5,7 +5,7 @@ use super::EntityRecord;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use coursewire_pipeline::processor::{StoredRow, read_row};
-use coursewire_runtime::aws::{Item, all_pages, classify};
+use coursewire_runtime::aws::{Item, all_pages, classify, query_all};
 use coursewire_runtime::service::ServiceError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -104,20 +104,14 @@ impl DynamoCatalog {
 
     /// The rows whose parent is `parent` (a course's sections, enrollments, assignments...).
     pub async fn children(&self, parent: &str) -> Result<Vec<EntityRecord>, ServiceError> {
-        let items = all_pages(|start| async move {
-            let out = self
-                .client
+        let items = query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(CATALOG_PARENT_INDEX)
                 .key_condition_expression("parent = :parent")
-                .expression_attribute_values(":parent", s(parent))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
+                .expression_attribute_values(":parent", s(parent)),
+        )
         .await?;
         Ok(items.iter().filter_map(EntityRecord::from_item).collect())
     }
