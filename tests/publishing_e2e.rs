@@ -8,10 +8,9 @@
 //! after filing (kept, and audited), a module deleted in Canvas (recreated and the link
 //! posted once more), a student dropping the section (a Canvas live event through the change
 //! bus to `access-sync`: the grant is revoked), a session no lecture explains (held
-//! unmatched). A second test runs
-//! the same day with lost DynamoDB responses (a crash after each kind of write), Panopto
-//! 429s and Canvas 503s, and still ends with one folder, one name, one grant set and one
-//! module item.
+//! unmatched). A second test runs the same day with lost DynamoDB responses (a crash after
+//! each kind of write), Panopto 429s, Canvas throttling and Canvas 503s, and still ends with
+//! one folder, one name, one grant set and one module item.
 
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Duration as Delta, Timelike, Utc};
@@ -159,7 +158,7 @@ async fn seed_catalog(h: &Harness, world: &World, course: u64) -> Result<()> {
     h.put_catalog_rows(rows).await
 }
 
-async fn start_day(test: &str, faults: Option<FaultPlan>, canvas_high_water: f64) -> Result<Day> {
+async fn start_day(test: &str, faults: Option<FaultPlan>) -> Result<Day> {
     let panopto = PanoptoSim::start(PanoptoSimConfig {
         time_scale: 0.0,
         processing_time: Duration::from_secs(10 * 60),
@@ -170,7 +169,6 @@ async fn start_day(test: &str, faults: Option<FaultPlan>, canvas_high_water: f64
     let recorders = panopto.add_recorders(&["Science 1", "Science 2", "Science 3"]);
     let canvas = CanvasApiSim::start(
         ApiSimConfig {
-            high_water: canvas_high_water,
             time_scale: 20.0,
             ..ApiSimConfig::default()
         },
@@ -422,7 +420,7 @@ fn steps_of(records: &[coursewire_audit::AuditRecord]) -> Vec<(String, Outcome)>
 
 #[tokio::test]
 async fn a_recording_is_published_once_and_people_changing_things_are_respected() -> Result<()> {
-    let day = start_day("publishing", None, 700.0).await?;
+    let day = start_day("publishing", None).await?;
     let [a, b] = &day.sessions;
     day.record_the_lecture().await?;
 
@@ -772,21 +770,24 @@ async fn lost_writes_throttling_and_429s_still_publish_exactly_once() -> Result<
             lose("PutEvents", 2),
         ],
     );
-    // Canvas answers 503 three times in a row when the post begins (the client gives up on
-    // the request, the workflow retries the step from the queue and looks before posting).
-    let day = start_day("publishing chaos", Some(plan), 700.0).await?;
+    // When the post begins Canvas throttles (403 Rate Limit Exceeded: another integration
+    // has just emptied the bucket) and then answers 503 three times in a row (the client
+    // gives up on the request, the workflow retries the step from the queue and looks before
+    // posting).
+    let day = start_day("publishing chaos", Some(plan)).await?;
     day.h.stack.invoke(POLLER, json!({})).await?;
     day.panopto.force_throttle(4, Duration::from_millis(200));
     day.panopto.advance(Duration::from_secs(15 * 60));
     day.h.stack.invoke(POLLER, json!({})).await?;
     day.panopto.advance(Duration::from_secs(60 * 60));
+    day.canvas.force_throttle(3);
     day.canvas.inject_errors(3, 503);
     day.panopto.force_throttle(4, Duration::from_millis(200));
     day.h.stack.invoke(POLLER, json!({})).await?;
     day.assert_published_once().await?;
     let canvas = day.canvas.stats();
     ensure!(
-        canvas.injected_errors == 3,
+        canvas.injected_errors == 3 && canvas.throttled == 3,
         "Canvas pushed back: {canvas:?}"
     );
     let faults = day

@@ -55,6 +55,8 @@ pub struct ApiStats {
 struct Faults {
     pending: usize,
     status: u16,
+    /// Requests still to be refused as if the bucket were full (see `force_throttle`).
+    throttle: usize,
     latency: Duration,
 }
 
@@ -163,6 +165,7 @@ impl CanvasApiSim {
             faults: Mutex::new(Faults {
                 pending: 0,
                 status: 500,
+                throttle: 0,
                 latency: config.latency,
             }),
             seq: AtomicU64::new(0),
@@ -225,6 +228,13 @@ impl CanvasApiSim {
         let mut faults = lock(&self.app.faults);
         faults.pending = n;
         faults.status = status;
+    }
+
+    /// The next `n` authorised API requests are refused as over the limit (403 or 429 with
+    /// `X-Rate-Limit-Remaining: 0`), as when another integration on the same user and
+    /// developer key has just emptied the bucket.
+    pub fn force_throttle(&self, n: usize) {
+        lock(&self.app.faults).throttle = n;
     }
 
     /// Processing time of every following API request.
@@ -487,7 +497,17 @@ async fn gate(State(app): State<Arc<App>>, mut request: Request, next: Next) -> 
         };
         return with_rate_headers(unauthorized_response(token.is_none()), 0.0, remaining);
     };
-    let admission = lock(&app.throttle).admit(&caller.token, arrived);
+    let forced = {
+        let mut faults = lock(&app.faults);
+        let forced = faults.throttle > 0;
+        faults.throttle = faults.throttle.saturating_sub(1);
+        forced
+    };
+    let admission = if forced {
+        Admission::Throttled { level: high_water }
+    } else {
+        lock(&app.throttle).admit(&caller.token, arrived)
+    };
     if let Admission::Throttled { level } = admission {
         lock(&app.stats).throttled += 1;
         return with_rate_headers(

@@ -1314,6 +1314,29 @@ async fn inject_errors_answers_exactly_n_5xx_and_latency_makes_clients_time_out(
     assert_eq!(get(&c, &url, &token).await.status, 200);
 }
 
+#[tokio::test]
+async fn force_throttle_refuses_exactly_n_requests_as_over_the_limit() {
+    let sim = start(fast(), World::default()).await;
+    let c = client();
+    let token = sim
+        .issue_grant(DEFAULT_CLIENT_ID)
+        .expect("grant")
+        .access_token;
+    let url = format!("{}/api/v1/users/self", sim.base_url());
+    sim.force_throttle(2);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let a = get(&c, &url, &token).await;
+        if a.status == 403 {
+            assert!(a.text.contains("Rate Limit Exceeded"), "{}", a.text);
+            assert_eq!(a.header("x-rate-limit-remaining"), Some("0.0000"));
+        }
+        statuses.push(a.status);
+    }
+    assert_eq!(statuses, [403, 403, 200, 200]);
+    assert_eq!(sim.stats().throttled, 2);
+}
+
 #[test]
 fn world_from_events_matches_the_scenario_truth() {
     let s = scenario();
