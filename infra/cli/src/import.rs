@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use coursewire_audit::DynamoAuditTrail;
+use coursewire_cli::deployment::Deployment;
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_panopto::{HttpPanopto, HttpSettings};
 use coursewire_recordings::booking::Scheduler;
@@ -124,11 +125,11 @@ async fn run(args: &Args) -> Result<ExitCode> {
     let teaching_table = args
         .teaching_table
         .clone()
-        .unwrap_or_else(|| format!("coursewire-teaching-{}", args.stage));
+        .unwrap_or_else(|| Deployment::new(&args.stage).named("teaching"));
     let catalog_table = args
         .catalog_table
         .clone()
-        .unwrap_or_else(|| format!("coursewire-catalog-{}", args.stage));
+        .unwrap_or_else(|| Deployment::new(&args.stage).named("catalog"));
     let store = DynamoTeachingStore::new(dynamodb.clone(), &teaching_table);
     let directory = CatalogDirectory::new(DynamoCatalog::new(dynamodb.clone(), &catalog_table));
     let importer = Importer::new(&store, &directory);
@@ -206,7 +207,7 @@ async fn book(
     let secret = args
         .panopto_secret
         .clone()
-        .unwrap_or_else(|| format!("coursewire/{}/panopto", args.stage));
+        .unwrap_or_else(|| Deployment::new(&args.stage).secret("panopto"));
     let panopto = HttpPanopto::from_secrets_manager(
         aws_sdk_secretsmanager::Client::new(aws),
         secret,
@@ -223,7 +224,7 @@ async fn book(
             dynamodb.clone(),
             args.audit_table
                 .clone()
-                .unwrap_or_else(|| format!("coursewire-audit-{}", args.stage)),
+                .unwrap_or_else(|| Deployment::new(&args.stage).named("audit")),
         )),
     );
     println!(

@@ -2,6 +2,7 @@
 //! subcommand per job; each uses the product crates directly (no Lambda invoke).
 
 mod import;
+mod publish;
 mod replay;
 mod why;
 
@@ -29,6 +30,8 @@ enum Command {
     Import(import::Args),
     /// Send stored Canvas live events through the pipeline again, for a window of event time.
     Replay(replay::Args),
+    /// Run the publish workflow again for a recording, or a section's recordings.
+    PublishReplay(publish::Args),
     /// Explain a day's lectures of a section or course: recorded, published, or why not.
     WhyMissing(why::Args),
 }
@@ -46,6 +49,7 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Import(args) => import::main(args).await,
         Command::Replay(args) => replay::main(args).await,
+        Command::PublishReplay(args) => publish::main(args).await,
         Command::WhyMissing(args) => why::main(args).await,
     }
 }

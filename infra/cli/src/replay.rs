@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_sqs::error::ProvideErrorMetadata;
+use coursewire_cli::deployment::Deployment;
 use coursewire_pipeline::replay::{ReplayConfig, ReplayPlan, ReplayReport, ReplayRequest};
 use coursewire_runtime::telemetry::CollectingSink;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -120,11 +121,11 @@ async fn run(args: &Args, plan: &ReplayPlan) -> Result<ReplayReport> {
     let inbox_table = args
         .inbox_table
         .clone()
-        .unwrap_or_else(|| format!("coursewire-inbox-{}", args.stage));
+        .unwrap_or_else(|| Deployment::new(&args.stage).named("inbox"));
     let changes_queue_url = match &args.changes_queue_url {
         Some(url) => url.clone(),
         None => {
-            let name = format!("coursewire-changes-{}.fifo", args.stage);
+            let name = Deployment::new(&args.stage).changes_queue();
             aws_sdk_sqs::Client::new(&aws)
                 .get_queue_url()
                 .queue_name(&name)

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 use coursewire_audit::{DynamoAuditTrail, Scope, WhyMissing};
+use coursewire_cli::deployment::Deployment;
 use coursewire_teaching::DynamoTeachingStore;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,10 +66,9 @@ pub async fn main(args: Args) -> ExitCode {
 async fn run(args: &Args) -> Result<ExitCode> {
     let aws = aws_config::load_from_env().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let deployment = Deployment::new(&args.stage);
     let table = |given: &Option<String>, kind: &str| {
-        given
-            .clone()
-            .unwrap_or_else(|| format!("coursewire-{kind}-{}", args.stage))
+        given.clone().unwrap_or_else(|| deployment.named(kind))
     };
     let why = WhyMissing::new(
         Arc::new(DynamoTeachingStore::new(
