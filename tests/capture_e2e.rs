@@ -8,34 +8,24 @@
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Duration as Delta, Timelike, Utc};
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::campus::{self, Campus, Room, department_rule, panopto_credentials};
 use coursewire_local::stack::StackOptions;
 use coursewire_panopto::{
     HttpPanopto, MemoryCredentialStore, Panopto, PanoptoCredentials, ScheduledRecordingCreate,
 };
 use coursewire_simulators::panopto::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
-    PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
+    PanoptoSim, PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
 };
-use coursewire_teaching::import::{ImportFile, ImportFiles, Importer};
+use coursewire_teaching::import::{ImportFiles, Importer};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, TeachingStore};
-use coursewire_tests::{Harness, campus_zone, local_day, take_queued};
-use serde_json::{Value, json};
+use coursewire_tests::{Harness, local_day, take_queued};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
 const POLLER: &str = "PanoptoPollerFunction";
 const SCHEDULER: &str = "RecordingSchedulerFunction";
-
-fn credentials(sim: &PanoptoSim) -> Value {
-    json!({
-        "base_url": sim.base_url(),
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_CLIENT_SECRET,
-        "soap_username": DEFAULT_SOAP_USER,
-        "soap_password": DEFAULT_SOAP_PASSWORD,
-    })
-}
 
 /// One section's weekly meeting today.
 struct Meeting {
@@ -54,23 +44,21 @@ fn files(
     changed: &[Meeting],
     extra: &str,
 ) -> ImportFiles {
-    let zone = campus_zone(start);
-    let hm = |t: DateTime<Utc>| {
-        let local = t.with_timezone(&zone);
-        format!("{:02}:{:02}", local.hour(), local.minute())
+    let room = |id: &str, building: &str, capacity: u32, recorder: Option<&String>| Room {
+        id: id.into(),
+        building: building.into(),
+        name: format!("{building} {}", &id[1..]),
+        capacity,
+        recorder: recorder.cloned(),
     };
-    let day = local_day(start);
-    let weekday = start.with_timezone(&zone).format("%a").to_string();
-    let rooms = format!(
-        "room_id,building,name,capacity,time_zone,recorder_id\n\
-         R1,Science,Science 1,100,{zone},{}\nR2,Science,Science 2,100,{zone},{}\n\
-         R3,Science,Science 3,100,{zone},{}\nR4,Humanities,Humanities 4,30,{zone},\n\
-         R5,Science,Science 5,100,{zone},{}\nR6,Science,Science 6,100,{zone},{}\n",
-        recorders[0], recorders[1], recorders[2], recorders[3], recorders[4]
-    );
-    let mut meetings = String::from(
-        "section_id,department,kind,room_id,days,start_time,end_time,term,term_start,term_end,time_zone,date\n",
-    );
+    let rooms = [
+        room("R1", "Science", 100, Some(&recorders[0])),
+        room("R2", "Science", 100, Some(&recorders[1])),
+        room("R3", "Science", 100, Some(&recorders[2])),
+        room("R4", "Humanities", 30, None),
+        room("R5", "Science", 100, Some(&recorders[3])),
+        room("R6", "Science", 100, Some(&recorders[4])),
+    ];
     let defaults = [
         ("901", "R1"),
         ("902", "R2"),
@@ -78,32 +66,32 @@ fn files(
         ("904", "R3"),
         ("905", "R5"),
     ];
-    for (section, room) in defaults {
-        let meeting = changed.iter().find(|m| m.section == section);
-        let (room, from, minutes) =
-            meeting.map_or((room, start, 50), |m| (m.room, m.start, m.minutes));
-        meetings.push_str(&format!(
-            "2107000000000{section},BIO,weekly,{room},{weekday},{},{},Today,{day},{day},,\n",
-            hm(from),
-            hm(from + Delta::minutes(minutes))
-        ));
-    }
-    meetings.push_str(extra);
-    let rules = r#"[{"scope": "department", "id": "BIO", "folder_template": "{term}/{course_code} {section}",
-        "session_template": "{course_code} {section} Lecture {n} ({date})", "caption_provider": "Panopto",
-        "caption_sla_hours": 48, "module_template": "Lecture recordings", "access": "section_roster",
-        "post": "before_captions", "enabled": true}]"#;
-    let file = |name: &str, text: String| {
-        Some(ImportFile {
-            name: name.into(),
-            text,
+    let meetings: Vec<campus::Meeting> = defaults
+        .into_iter()
+        .map(|(section, room)| {
+            let meeting = changed.iter().find(|m| m.section == section);
+            let (room, start, minutes) =
+                meeting.map_or((room, start, 50), |m| (m.room, m.start, m.minutes));
+            campus::Meeting {
+                section: format!("2107000000000{section}"),
+                department: "BIO".into(),
+                room: room.into(),
+                start,
+                minutes,
+            }
         })
-    };
-    ImportFiles {
-        rooms: file("rooms.csv", rooms),
-        meetings: file("meetings.csv", meetings),
-        rules: file("rules.json", rules.to_string()),
-    }
+        .collect();
+    Campus::around(start).files(
+        &rooms,
+        &meetings,
+        extra,
+        &json!([department_rule(
+            "BIO",
+            "Panopto",
+            "before_captions",
+            "Lecture recordings"
+        )]),
+    )
 }
 
 async fn seed_sections(h: &Harness) -> Result<()> {
@@ -154,7 +142,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
             .pause(SCHEDULER)
             // This test reads recordings.fifo itself (publishing_e2e consumes it).
             .pause("OrchestratorFunction")
-            .secret("PanoptoCredentialsSecret", credentials(&sim)),
+            .secret("PanoptoCredentialsSecret", panopto_credentials(&sim)),
     )
     .await?;
     let teaching_table = h
@@ -191,7 +179,9 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
     let foreign = HttpPanopto::new(
         Arc::new(MemoryCredentialStore::new(serde_json::from_value::<
             PanoptoCredentials,
-        >(credentials(&sim))?)),
+        >(panopto_credentials(
+            &sim,
+        ))?)),
         Default::default(),
     )?;
     let other_folder = sim.add_folder("Facilities", None)?;

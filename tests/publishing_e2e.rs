@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration as Delta, Timelike, Utc};
 use coursewire_audit::{Action, AuditTrail, DynamoAuditTrail, Outcome, Subject};
 use coursewire_incidents::{DynamoIncidentStore, IncidentKind, IncidentStore};
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::campus::{Campus, Meeting, Room, department_rule, panopto_credentials};
 use coursewire_local::fault_proxy::{Fault, FaultPlan, FaultRule};
 use coursewire_local::provision::Overrides;
 use coursewire_local::stack::{CANVAS_SECRET, StackOptions};
@@ -29,15 +30,12 @@ use coursewire_simulators::canvas_api::{
     ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID as CANVAS_CLIENT_ID,
     DEFAULT_CLIENT_SECRET as CANVAS_CLIENT_SECRET, World,
 };
-use coursewire_simulators::canvas_live_events::{Delivery, Emission, Format};
-use coursewire_simulators::panopto::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
-    PanoptoSimConfig,
-};
-use coursewire_teaching::import::{ImportFile, ImportFiles, Importer};
+use coursewire_simulators::canvas_live_events::Delivery;
+use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
+use coursewire_teaching::import::{ImportFiles, Importer};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, TeachingStore};
-use coursewire_tests::{Harness, campus_zone, local_day, wait_until};
+use coursewire_tests::{Harness, campus_zone, wait_until};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -64,16 +62,6 @@ struct Day {
     teaching: Arc<DynamoTeachingStore>,
 }
 
-fn panopto_credentials(sim: &PanoptoSim) -> Value {
-    json!({
-        "base_url": sim.base_url(),
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_CLIENT_SECRET,
-        "soap_username": DEFAULT_SOAP_USER,
-        "soap_password": DEFAULT_SOAP_PASSWORD,
-    })
-}
-
 fn canvas_credentials(sim: &CanvasApiSim) -> Result<Value> {
     let grant = sim.issue_grant(CANVAS_CLIENT_ID)?;
     Ok(json!({
@@ -85,48 +73,35 @@ fn canvas_credentials(sim: &CanvasApiSim) -> Result<Value> {
 }
 
 fn import_files(start: DateTime<Utc>, sections: &[String; 2], recorders: &[String]) -> ImportFiles {
-    let zone = campus_zone(start);
-    let hm = |t: DateTime<Utc>| {
-        let local = t.with_timezone(&zone);
-        format!("{:02}:{:02}", local.hour(), local.minute())
+    let room = |id: &str, name: &str, recorder: &String| Room {
+        id: id.into(),
+        building: "Science".into(),
+        name: name.into(),
+        capacity: 100,
+        recorder: Some(recorder.clone()),
     };
-    let day = local_day(start);
-    let weekday = start.with_timezone(&zone).format("%a").to_string();
-    let rooms = format!(
-        "room_id,building,name,capacity,time_zone,recorder_id\n\
-         R1,Science,Science 1,100,{zone},{}\nR2,Science,Science 2,100,{zone},{}\n",
-        recorders[0], recorders[1]
-    );
-    let mut meetings = String::from(
-        "section_id,department,kind,room_id,days,start_time,end_time,term,term_start,term_end,time_zone,date\n",
-    );
-    for (section, department, room) in [(&sections[0], "BIO", "R1"), (&sections[1], "CHEM", "R2")] {
-        meetings.push_str(&format!(
-            "{section},{department},weekly,{room},{weekday},{},{},Today,{day},{day},,\n",
-            hm(start),
-            hm(start + Delta::minutes(50))
-        ));
-    }
-    let rule = |department: &str, provider: &str| {
-        json!({"scope": "department", "id": department,
-            "folder_template": "{term}/{course_code} {section}",
-            "session_template": "{course_code} {section} Lecture {n} ({date})",
-            "caption_provider": provider, "caption_sla_hours": 48,
-            "module_template": MODULE, "access": "section_roster",
-            "post": "before_captions", "enabled": true})
+    let meeting = |section: &String, department: &str, room: &str| Meeting {
+        section: section.clone(),
+        department: department.into(),
+        room: room.into(),
+        start,
+        minutes: 50,
     };
-    let rules = json!([rule("BIO", "Panopto"), rule("CHEM", "Kaltura")]).to_string();
-    let file = |name: &str, text: String| {
-        Some(ImportFile {
-            name: name.into(),
-            text,
-        })
-    };
-    ImportFiles {
-        rooms: file("rooms.csv", rooms),
-        meetings: file("meetings.csv", meetings),
-        rules: file("rules.json", rules),
-    }
+    Campus::around(start).files(
+        &[
+            room("R1", "Science 1", &recorders[0]),
+            room("R2", "Science 2", &recorders[1]),
+        ],
+        &[
+            meeting(&sections[0], "BIO", "R1"),
+            meeting(&sections[1], "CHEM", "R2"),
+        ],
+        "",
+        &json!([
+            department_rule("BIO", "Panopto", "before_captions", MODULE),
+            department_rule("CHEM", "Kaltura", "before_captions", MODULE)
+        ]),
+    )
 }
 
 /// The Canvas catalog as the change bus would have built it from the simulated Canvas.
@@ -634,23 +609,10 @@ async fn a_recording_is_published_once_and_people_changing_things_are_respected(
     );
     day.canvas.take_live_events();
     day.canvas.set_enrollment_state(dropped.id, "deleted")?;
-    for (i, event) in day.canvas.take_live_events().into_iter().enumerate() {
-        let event_time = event.canvas["metadata"]["event_time"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+    for (i, event) in day.canvas.take_live_events().iter().enumerate() {
         day.h
             .emitter
-            .send(&Emission {
-                event_index: i,
-                event_name: event.event_name.clone(),
-                event_time,
-                format: Format::Canvas,
-                delivery: Delivery::Sqs,
-                duplicate: false,
-                payload: event.canvas.clone(),
-                offset: Duration::ZERO,
-            })
+            .send(&event.emission(i, Delivery::Sqs))
             .await?;
     }
     wait_until(
@@ -664,6 +626,28 @@ async fn a_recording_is_published_once_and_people_changing_things_are_respected(
     ensure!(
         day.viewers(a) == still,
         "only the dropped student lost access"
+    );
+    // The step is done again (not left to be taken on every later event), and a replay
+    // finds nothing to do.
+    wait_until(
+        Duration::from_secs(30),
+        "the access step settled",
+        || async {
+            Ok(day
+                .workflow(a)
+                .await?
+                .is_some_and(|w| !w.access_stale && w.access.as_ref() == Some(&still)))
+        },
+    )
+    .await?;
+    let replay = day
+        .h
+        .stack
+        .invoke(ORCHESTRATOR, json!({"session_id": a}))
+        .await?;
+    ensure!(
+        replay["recordings"][0]["steps"][0]["outcome"] == "already_done",
+        "{replay}"
     );
     let records = trail
         .timeline(&Subject::lecture(&lecture.section_id, &lecture.slot))

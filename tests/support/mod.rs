@@ -10,6 +10,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 pub use coursewire_live_events::live_events::corpus::{Corpus, Example};
+pub use coursewire_local::campus::{campus_zone, local_day};
 use coursewire_local::stack::{LocalStack, StackOptions};
 use coursewire_pipeline::handoff::QueuedEvent;
 use coursewire_pipeline::inbox::record;
@@ -394,28 +395,4 @@ pub fn load_examples() -> Result<(Corpus, Vec<Example>)> {
     eprintln!("live-events corpus: {}", corpus.describe());
     let examples = corpus.all_examples()?;
     Ok((corpus, examples))
-}
-
-/// A fixed-offset zone in which `start` falls mid-morning, so that today's lectures never
-/// cross local midnight whatever time of day the test runs (the functions read the wall clock).
-pub fn campus_zone(start: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
-    let mut offset = 10 - i64::from(chrono::Timelike::hour(&start));
-    if offset < -12 {
-        offset += 24;
-    }
-    let name = match offset {
-        0 => "Etc/UTC".to_string(),
-        // POSIX-style names: Etc/GMT-3 is three hours ahead of UTC.
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    };
-    name.parse().unwrap_or(chrono_tz::Tz::UTC)
-}
-
-/// The campus-local date of `start`, as lecture names and cancellation rows spell it.
-pub fn local_day(start: chrono::DateTime<chrono::Utc>) -> String {
-    start
-        .with_timezone(&campus_zone(start))
-        .format("%Y-%m-%d")
-        .to_string()
 }

@@ -146,6 +146,21 @@ impl SimEvent {
     pub fn event_time_str(&self) -> String {
         rfc3339_ms(self.event_time)
     }
+
+    /// This event as one Canvas-format delivery over `delivery`, sent now: how a change a
+    /// person makes through the simulated Canvas API reaches coursewire.
+    pub fn emission(&self, index: usize, delivery: Delivery) -> Emission {
+        Emission {
+            event_index: index,
+            event_name: self.event_name.clone(),
+            event_time: self.event_time_str(),
+            format: Format::Canvas,
+            delivery,
+            duplicate: false,
+            payload: self.canvas.clone(),
+            offset: Duration::ZERO,
+        }
+    }
 }
 
 /// Payload format of an emission.

@@ -33,7 +33,8 @@ impl Publisher {
         }
         let principals = wanted.principals;
         Ok(Effect::done(detail, move |row| {
-            row.access = Some(principals)
+            row.access = Some(principals);
+            row.access_stale = false;
         }))
     }
 }

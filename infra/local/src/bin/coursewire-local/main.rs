@@ -1,11 +1,15 @@
-//! coursewire-local: runs coursewire on this machine — moto for AWS, the Canvas simulator,
-//! every function in-process — and drives a realistic course-term scenario through both
-//! Canvas delivery methods to a subscriber of the change-event bus, with live progress and a
-//! summary.
+//! coursewire-local: runs coursewire on this machine — moto for AWS, the Canvas and Panopto
+//! simulators, every function in-process — and drives a realistic course-term scenario
+//! through both Canvas delivery methods to a subscriber of the change-event bus, then a
+//! teaching day of lecture recordings through the publish workflow, with live progress and
+//! a summary of each.
+
+mod teaching_day;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::campus::panopto_credentials;
 use coursewire_local::stack::{CANVAS_SECRET, LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_local::subscriber::Subscriber;
 use coursewire_simulators::canvas_api::{
@@ -15,6 +19,7 @@ use coursewire_simulators::canvas_api::{
 use coursewire_simulators::canvas_live_events::{
     Delivered, Delivery, Emitter, Format, Scenario, ScenarioConfig, Truth, rejection_cases,
 };
+use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -29,11 +34,12 @@ const SUBSCRIBER_QUEUE: &str = "ExampleSubscriberQueue";
 #[derive(Parser)]
 #[command(
     name = "coursewire-local",
-    about = "Run coursewire locally: moto for AWS, a simulated Canvas, every function in-process.",
+    about = "Run coursewire locally: moto for AWS, simulated Canvas and Panopto, every function in-process.",
     long_about = "Run coursewire locally: moto for AWS (installed into .venv on first use), a \
-                  simulated Canvas that signs and delivers live events, and every coursewire \
-                  function in-process with Lambda's event-source semantics. Nothing needs Docker, \
-                  an AWS account or the internet."
+                  simulated Canvas that signs and delivers live events and serves its API, a \
+                  simulated Panopto with remote recorders, and every coursewire function \
+                  in-process with Lambda's event-source semantics. Nothing needs Docker, an AWS \
+                  account or the internet."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,7 +48,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Drive a course-term scenario through HTTPS and SQS delivery and print a summary (default).
+    /// Drive a course-term scenario through HTTPS and SQS delivery, then a teaching day of
+    /// lecture recordings, and print a summary of each (default).
     Demo(DemoArgs),
     /// Start the local stack and keep it running until Ctrl-C, printing its endpoints.
     Up,
@@ -113,9 +120,23 @@ async fn main() -> Result<()> {
     }
 }
 
-/// The simulated Canvas: live events (signing keys, JWKS) and its API (OAuth2, REST,
-/// GraphQL, throttling), serving `world`.
-async fn start(stage: &str, world: World) -> Result<(SimulatedCanvas, CanvasApiSim, LocalStack)> {
+/// The simulators and the stack.
+struct Local {
+    canvas: SimulatedCanvas,
+    api: CanvasApiSim,
+    panopto: PanoptoSim,
+    stack: LocalStack,
+}
+
+/// The simulated Canvas (live events with signing keys and JWKS; its API with OAuth2, REST,
+/// GraphQL and throttling) serving `world`, the simulated Panopto, and the stack configured
+/// for both. `paused` functions run only when invoked.
+async fn start(
+    stage: &str,
+    world: World,
+    panopto: PanoptoSimConfig,
+    paused: &[&str],
+) -> Result<Local> {
     let canvas = SimulatedCanvas::start(ISSUER)
         .await
         .context("starting the simulated Canvas")?;
@@ -128,6 +149,9 @@ async fn start(stage: &str, world: World) -> Result<(SimulatedCanvas, CanvasApiS
     let api = CanvasApiSim::start(config, world)
         .await
         .context("starting the simulated Canvas API")?;
+    let panopto = PanoptoSim::start(panopto)
+        .await
+        .context("starting the simulated Panopto")?;
     // What an operator puts into the credentials secret after authorizing coursewire.
     let grant = api.issue_grant(DEFAULT_CLIENT_ID)?;
     let credentials = serde_json::json!({
@@ -148,21 +172,41 @@ async fn start(stage: &str, world: World) -> Result<(SimulatedCanvas, CanvasApiS
                 .as_str(),
         )
         .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str());
-    let stack = LocalStack::start(
-        StackOptions {
-            overrides,
-            ..StackOptions::default()
-        }
-        .secret(CANVAS_SECRET, credentials),
-    )
-    .await
-    .context("starting the local stack")?;
-    Ok((canvas, api, stack))
+    let mut options = StackOptions {
+        overrides,
+        ..StackOptions::default()
+    }
+    .secret(CANVAS_SECRET, credentials)
+    .secret("PanoptoCredentialsSecret", panopto_credentials(&panopto));
+    for function in paused {
+        options = options.pause(function);
+    }
+    let stack = LocalStack::start(options)
+        .await
+        .context("starting the local stack")?;
+    Ok(Local {
+        canvas,
+        api,
+        panopto,
+        stack,
+    })
 }
 
 async fn up() -> Result<()> {
     let scenario = Scenario::build(ScenarioConfig::default());
-    let (canvas, api, stack) = start("local", World::from_events(&scenario.events)).await?;
+    // Panopto's clock runs in real time here; its recorders record what is booked on them.
+    let Local {
+        canvas,
+        api,
+        panopto,
+        stack,
+    } = start(
+        "local",
+        World::from_events(&scenario.events),
+        PanoptoSimConfig::default(),
+        &[],
+    )
+    .await?;
     println!("coursewire local stack is up (Ctrl-C to stop)");
     println!("  moto (AWS endpoint)       {}", stack.moto_endpoint());
     println!(
@@ -196,6 +240,7 @@ async fn up() -> Result<()> {
     println!("  Canvas JWKS (simulated)   {}", canvas.jwks.url());
     println!("  expected JWT issuer       {ISSUER}");
     println!("  Canvas API (simulated)    {}", api.base_url());
+    println!("  Panopto (simulated)       {}", panopto.base_url());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -212,7 +257,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     println!(
         "coursewire demo: Canvas Live Events → ingest (HTTPS + SQS) → inbox → changes.fifo → \
-         processor → catalog + EventBridge → subscriber\n"
+         processor → catalog + EventBridge → subscriber; then a teaching day: Panopto → \
+         recordings.fifo → publish workflow → Panopto folders and viewers + Canvas modules\n"
     );
     let scenario = Scenario::build(ScenarioConfig {
         seed: args.seed,
@@ -224,32 +270,56 @@ async fn demo(args: DemoArgs) -> Result<()> {
         burst: true,
         ..ScenarioConfig::default()
     });
-    let (canvas, api, stack) = start("demo", World::from_events(&scenario.events)).await?;
-    let result = run_demo(&args, &scenario, &canvas, &api, &stack).await;
-    stack.stop().await;
-    api.stop().await;
-    let summary = result?;
-    println!("{summary}");
+    // Panopto's clock stands still and the teaching day moves it on: a day takes seconds.
+    let local = start(
+        "demo",
+        World::from_events(&scenario.events),
+        PanoptoSimConfig {
+            time_scale: 0.0,
+            processing_time: Duration::from_secs(10 * 60),
+            caption_delay: Duration::from_secs(30 * 60),
+            ..PanoptoSimConfig::default()
+        },
+        &[teaching_day::POLLER, teaching_day::SCHEDULER],
+    )
+    .await?;
+    let result = run_both(&args, &scenario, &local).await;
+    // The stack first: nothing may call the simulators once they are gone.
+    local.stack.stop().await;
+    local.api.stop().await;
+    local.panopto.stop().await;
+    result?;
     println!("finished in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The Canvas term, then the teaching day; each summary printed as it is ready.
+async fn run_both(args: &DemoArgs, scenario: &Scenario, local: &Local) -> Result<()> {
+    let url = local
+        .stack
+        .function_url(INGEST_URL_FUNCTION)
+        .context("ingest-https has no function URL")?;
+    let queue = local
+        .stack
+        .queue_url(LIVE_EVENTS_QUEUE)
+        .context("no live-events queue")?;
+    let emitter = Emitter::new(local.canvas.ring.clone(), ISSUER)?
+        .with_https(url)
+        .with_sqs(aws_sdk_sqs::Client::new(&local.stack.aws), queue);
+    let summary = run_demo(args, scenario, local, &emitter).await?;
+    println!("{summary}");
+    let summary = teaching_day::play(&local.stack, &local.panopto, &local.api, &emitter).await?;
+    println!("{summary}");
     Ok(())
 }
 
 async fn run_demo(
     args: &DemoArgs,
     scenario: &Scenario,
-    canvas: &SimulatedCanvas,
-    api: &CanvasApiSim,
-    stack: &LocalStack,
+    local: &Local,
+    emitter: &Emitter,
 ) -> Result<String> {
-    let url = stack
-        .function_url(INGEST_URL_FUNCTION)
-        .context("ingest-https has no function URL")?;
-    let queue = stack
-        .queue_url(LIVE_EVENTS_QUEUE)
-        .context("no live-events queue")?;
-    let emitter = Emitter::new(canvas.ring.clone(), ISSUER)?
-        .with_https(url)
-        .with_sqs(aws_sdk_sqs::Client::new(&stack.aws), queue);
+    let (canvas, api, stack) = (&local.canvas, &local.api, &local.stack);
 
     // Canvas loses a share of the roster and module events: every copy of them.
     let lost: HashSet<usize> = scenario
@@ -331,7 +401,7 @@ async fn run_demo(
         "sending one of every kind of bad delivery (forged, tampered, expired, oversized, malformed)",
     );
     let sample = &scenario.events[0].canvas;
-    let faults = rejection_cases(&canvas.ring, &emitter, sample, 262_144)?;
+    let faults = rejection_cases(&canvas.ring, emitter, sample, 262_144)?;
     let mut fault_lines = Vec::new();
     for fault in &faults {
         let status = emitter.send_fault(fault).await?;
