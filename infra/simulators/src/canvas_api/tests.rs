@@ -1276,15 +1276,20 @@ async fn modules_are_created_published_and_deleted_with_their_items() {
     assert!(folded.items_of(by_hand.id).is_empty());
 }
 
-#[tokio::test]
-async fn inject_errors_answers_exactly_n_5xx_and_latency_makes_clients_time_out() {
+/// A fresh simulator, a client, a token and the URL of `GET /users/self`.
+async fn users_self() -> (CanvasApiSim, reqwest::Client, String, String) {
     let sim = start(fast(), World::default()).await;
-    let c = client();
     let token = sim
         .issue_grant(DEFAULT_CLIENT_ID)
         .expect("grant")
         .access_token;
     let url = format!("{}/api/v1/users/self", sim.base_url());
+    (sim, client(), token, url)
+}
+
+#[tokio::test]
+async fn inject_errors_answers_exactly_n_5xx_and_latency_makes_clients_time_out() {
+    let (sim, c, token, url) = users_self().await;
     sim.inject_errors(3, 503);
     assert_eq!(sim.stats().pending_injected_errors, 3);
     let mut statuses = Vec::new();
@@ -1316,13 +1321,7 @@ async fn inject_errors_answers_exactly_n_5xx_and_latency_makes_clients_time_out(
 
 #[tokio::test]
 async fn force_throttle_refuses_exactly_n_requests_as_over_the_limit() {
-    let sim = start(fast(), World::default()).await;
-    let c = client();
-    let token = sim
-        .issue_grant(DEFAULT_CLIENT_ID)
-        .expect("grant")
-        .access_token;
-    let url = format!("{}/api/v1/users/self", sim.base_url());
+    let (sim, c, token, url) = users_self().await;
     sim.force_throttle(2);
     let mut statuses = Vec::new();
     for _ in 0..4 {
