@@ -140,6 +140,8 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         StackOptions::default()
             .pause(POLLER)
             .pause(SCHEDULER)
+            // Its Panopto calls would join the counts asserted here (sla_e2e drives it).
+            .pause("SlaMonitorFunction")
             // This test reads recordings.fifo itself (publishing_e2e consumes it).
             .pause("OrchestratorFunction")
             .secret("PanoptoCredentialsSecret", panopto_credentials(&sim)),

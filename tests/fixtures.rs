@@ -608,11 +608,10 @@ fn reconciler_fixtures_are_what_its_queue_and_callers_send() -> Result<()> {
         invoke["course_id"].is_string(),
         "reconciler-course.json: {invoke}"
     );
-    let tick = read_json("token-keeper.json")?;
-    ensure!(
-        tick["detail-type"] == "Scheduled Event",
-        "token-keeper.json: {tick}"
-    );
+    for file in ["token-keeper.json", "sla-monitor.json"] {
+        let tick = read_json(file)?;
+        ensure!(tick["detail-type"] == "Scheduled Event", "{file}: {tick}");
+    }
     Ok(())
 }
 

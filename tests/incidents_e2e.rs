@@ -13,11 +13,9 @@ use coursewire_incidents::{
 };
 use coursewire_local::stack::StackOptions;
 use coursewire_runtime::service::ServiceError;
-use coursewire_tests::Harness;
-use serde_json::Value;
+use coursewire_tests::{Harness, pages};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// A pager that fails once (the process "crashes" between opening and paging).
 struct CrashingOnce {
@@ -35,6 +33,9 @@ impl Pager for CrashingOnce {
         }
         self.inner.page(incident).await
     }
+    async fn resolved(&self, incident: &Incident) -> Result<(), ServiceError> {
+        self.inner.resolved(incident).await
+    }
 }
 
 fn missing(section: &str, reason: &str) -> NewIncident {
@@ -44,66 +45,9 @@ fn missing(section: &str, reason: &str) -> NewIncident {
         reason: reason.into(),
         opened_by: "sla-monitor".into(),
         audit_ids: vec!["audit-1".into()],
+        details: Default::default(),
+        once: false,
     }
-}
-
-/// The pages on the subscribed queue so far: (SNS subject, message JSON, kind attribute).
-async fn pages(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<Vec<(String, Value, String)>> {
-    let mut out = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await?;
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return Ok(out);
-        }
-        for m in messages {
-            let envelope: Value = serde_json::from_str(m.body().unwrap_or_default())?;
-            let message: Value = serde_json::from_str(
-                envelope["Message"]
-                    .as_str()
-                    .context("an SNS envelope without Message")?,
-            )?;
-            out.push((
-                envelope["Subject"].as_str().unwrap_or_default().to_string(),
-                message,
-                envelope["MessageAttributes"]["kind"]["Value"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            ));
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-        }
-    }
-}
-
-/// Every page that arrives: waits for the first, then long enough for a duplicate to show.
-async fn pages_after_waiting(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-) -> Result<Vec<(String, Value, String)>> {
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen.extend(pages(sqs, queue).await?);
-        if !seen.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            seen.extend(pages(sqs, queue).await?);
-            return Ok(seen);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("no page reached the subscribed queue in 10 s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,33 +68,7 @@ async fn one_incident_per_subject_and_kind_paged_once_then_acknowledged_and_reso
     let sns = aws_sdk_sns::Client::new(&h.stack.aws);
 
     // The on-call rota's subscription.
-    let queue = h
-        .sqs
-        .create_queue()
-        .queue_name(format!("{}-pages", h.stage))
-        .send()
-        .await?
-        .queue_url
-        .context("no queue url")?;
-    let queue_arn = h
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
-        .context("no queue ARN")?;
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await?;
+    let queue = pages::subscribe(&h, &topic).await?;
 
     let audit_table = h
         .stack
@@ -201,7 +119,7 @@ async fn one_incident_per_subject_and_kind_paged_once_then_acknowledged_and_reso
         "after the race: {stored:?}"
     );
 
-    let seen = pages_after_waiting(&h.sqs, &queue).await?;
+    let seen = pages::after_waiting(&h.sqs, &queue).await?;
     ensure!(seen.len() == 1, "expected one page, got {seen:?}");
     let (subject, message, kind) = &seen[0];
     ensure!(
@@ -250,7 +168,7 @@ async fn one_incident_per_subject_and_kind_paged_once_then_acknowledged_and_reso
         matches!(&retried, Opened::AlreadyOpen(i) if i.id == stored.id && i.paged),
         "the retry did not page the incident it found: {retried:?}"
     );
-    let seen = pages_after_waiting(&h.sqs, &queue).await?;
+    let seen = pages::after_waiting(&h.sqs, &queue).await?;
     ensure!(
         seen.len() == 1 && seen[0].1["incident_id"] == stored.id.as_str(),
         "pages after the crash: {seen:?}"

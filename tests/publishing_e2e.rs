@@ -177,6 +177,8 @@ async fn start_day(test: &str, faults: Option<FaultPlan>) -> Result<Day> {
     }
     .pause(POLLER)
     .pause(SCHEDULER)
+    // Its Panopto calls would join the counts asserted here (sla_e2e drives it).
+    .pause("SlaMonitorFunction")
     .secret("PanoptoCredentialsSecret", panopto_credentials(&panopto))
     .secret(CANVAS_SECRET, canvas_credentials(&canvas)?);
     options.faults = faults;

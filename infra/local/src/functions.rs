@@ -21,6 +21,7 @@ pub const DESCRIPTIONS: &[&Description] = &[
     &reconciler::DESCRIPTION,
     &recording_scheduler::DESCRIPTION,
     &replay::DESCRIPTION,
+    &sla_monitor::DESCRIPTION,
     &token_keeper::DESCRIPTION,
 ];
 

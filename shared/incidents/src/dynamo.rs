@@ -7,7 +7,10 @@
 //!   sparse GSI [`UNRESOLVED`];
 //! - the lock that keeps one incident open per kind: `sk` = `open#<kind>`, naming the open
 //!   incident's `sk`. Opening puts the lock and the incident in one transaction, on the
-//!   condition that no lock exists; resolving deletes the lock with the incident's update.
+//!   condition that no lock exists; resolving deletes the lock with the incident's update;
+//! - for an incident opened `once`, a marker that outlives it: `sk` = `once#<kind>`, also
+//!   naming the incident's `sk`, put in the same transaction and never deleted, so the
+//!   subject never opens that kind again.
 
 use crate::model::{Incident, IncidentKind, IncidentState, Subject};
 use crate::ports::{IncidentError, IncidentStore, Opened};
@@ -29,6 +32,10 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn lock_sk(kind: IncidentKind) -> String {
     format!("open#{kind}")
+}
+
+fn once_sk(kind: IncidentKind) -> String {
+    format!("once#{kind}")
 }
 
 fn incident_sk(incident: &Incident) -> String {
@@ -119,15 +126,25 @@ impl DynamoIncidentStore {
         subject: &Subject,
         kind: IncidentKind,
     ) -> Result<Option<Stored>, IncidentError> {
+        self.named_by(subject, kind, &lock_sk(kind)).await
+    }
+
+    /// The incident a lock or once-marker (`marker_sk`) names, if the marker exists.
+    async fn named_by(
+        &self,
+        subject: &Subject,
+        kind: IncidentKind,
+        marker_sk: &str,
+    ) -> Result<Option<Stored>, IncidentError> {
         let pk = subject.key();
-        let Some(lock) = self.get(&pk, &lock_sk(kind)).await? else {
+        let Some(lock) = self.get(&pk, marker_sk).await? else {
             return Ok(None);
         };
         let sk = lock
             .get("incident_sk")
             .and_then(|v| v.as_s().ok())
             .ok_or_else(|| {
-                IncidentError::Corrupt("an incident lock without its incident".into())
+                IncidentError::Corrupt("an incident marker without its incident".into())
             })?;
         match self.get(&pk, sk).await? {
             Some(item) => Self::parse(&item).map(Some),
@@ -223,21 +240,39 @@ impl IncidentStore for DynamoIncidentStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(permanent)?;
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(lock).build())
-            .transact_items(TransactWriteItem::builder().put(row).build())
-            .send()
-            .await;
-        match result {
+            .transact_items(TransactWriteItem::builder().put(row).build());
+        if incident.once {
+            let marker = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item("sk", s(once_sk(incident.kind)))
+                .item("incident_sk", s(incident_sk(incident)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(permanent)?;
+            transaction =
+                transaction.transact_items(TransactWriteItem::builder().put(marker).build());
+        }
+        match transaction.send().await {
             Ok(_) => Ok(Opened::New(incident.clone())),
             Err(err) => match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(_)) => {
-                    match self
+                    let current = self
                         .stored_current(&incident.subject, incident.kind)
-                        .await?
-                    {
+                        .await?;
+                    let earlier = match (&current, incident.once) {
+                        (None, true) => {
+                            self.named_by(&incident.subject, incident.kind, &once_sk(incident.kind))
+                                .await?
+                        }
+                        _ => None,
+                    };
+                    match current.or(earlier) {
+                        // Open now, or (opened once) opened and resolved before.
                         Some(stored) => Ok(Opened::AlreadyOpen(stored.incident)),
                         // Resolved between our write and our read: try again.
                         None => Err(ServiceError::Transient(format!(

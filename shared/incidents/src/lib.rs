@@ -10,8 +10,9 @@
 //! - [`model`]: incidents, their kinds, subjects and lifecycle
 //! - [`ports`]: where incidents are kept ([`IncidentStore`]) and how people are paged ([`Pager`])
 //! - [`service`]: [`Incidents`], opening (and paging), acknowledging, resolving
-//! - [`dynamo`] and [`sns`]: the AWS adapters
+//! - [`dynamo`] and [`sns`]: the AWS adapters; [`config`]: their wiring from the environment
 
+pub mod config;
 pub mod dynamo;
 pub mod model;
 pub mod ports;
@@ -19,7 +20,7 @@ pub mod service;
 pub mod sns;
 
 pub use dynamo::DynamoIncidentStore;
-pub use model::{Incident, IncidentKind, IncidentState, NewIncident, Subject};
+pub use model::{Incident, IncidentKind, IncidentState, NewIncident, Severity, Subject};
 pub use ports::{IncidentError, IncidentStore, Opened, Pager};
 pub use service::Incidents;
 pub use sns::SnsPager;

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// What went wrong.
@@ -12,6 +13,8 @@ pub enum IncidentKind {
     MissingRecording,
     /// Captions not available within the rule's SLA.
     CaptionSlaMissed,
+    /// Captions still not available at twice the rule's SLA: the higher-severity escalation.
+    CaptionSlaEscalated,
     /// A room's recorder faulted or disconnected around a lecture.
     RecorderDown,
     /// The publish workflow ran out of retries; the recording needs attention.
@@ -21,9 +24,10 @@ pub enum IncidentKind {
 }
 
 impl IncidentKind {
-    pub const ALL: [IncidentKind; 5] = [
+    pub const ALL: [IncidentKind; 6] = [
         Self::MissingRecording,
         Self::CaptionSlaMissed,
+        Self::CaptionSlaEscalated,
         Self::RecorderDown,
         Self::PublishFailed,
         Self::UnmatchedRecording,
@@ -33,6 +37,7 @@ impl IncidentKind {
         match self {
             Self::MissingRecording => "missing_recording",
             Self::CaptionSlaMissed => "caption_sla_missed",
+            Self::CaptionSlaEscalated => "caption_sla_escalated",
             Self::RecorderDown => "recorder_down",
             Self::PublishFailed => "publish_failed",
             Self::UnmatchedRecording => "unmatched_recording",
@@ -41,6 +46,37 @@ impl IncidentKind {
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// How urgently a person must act: a page's routing (an SNS message attribute).
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::RecorderDown | Self::UnmatchedRecording => Severity::Warning,
+            Self::MissingRecording | Self::CaptionSlaMissed | Self::PublishFailed => Severity::Page,
+            Self::CaptionSlaEscalated => Severity::Critical,
+        }
+    }
+}
+
+/// How urgently an incident needs a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Someone can still prevent the loss (a recorder down before its lecture ends).
+    Warning,
+    /// Something was lost or is late and needs a person today.
+    Page,
+    /// An incident that was paged is still not fixed.
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Page => "page",
+            Self::Critical => "critical",
+        }
     }
 }
 
@@ -83,6 +119,12 @@ pub struct NewIncident {
     pub opened_by: String,
     /// The audit records behind it.
     pub audit_ids: Vec<String>,
+    /// The facts behind the reason as fields (room, recorder state, course, ...), for
+    /// whoever routes the page. Ids, never personal data.
+    pub details: BTreeMap<String, String>,
+    /// At most one incident of its kind ever on its subject, even after it is resolved (a
+    /// monitor's finding about one lecture, re-found by every overlapping tick).
+    pub once: bool,
 }
 
 /// An incident with its lifecycle.
@@ -101,6 +143,10 @@ pub struct Incident {
     pub resolved_by: Option<String>,
     pub resolution: Option<String>,
     pub audit_ids: Vec<String>,
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+    #[serde(default)]
+    pub once: bool,
     /// Whether the page for its opening went out.
     pub paged: bool,
     /// When a caller took on sending the page (so concurrent openers page once; a claim
@@ -126,6 +172,8 @@ impl Incident {
             resolved_by: None,
             resolution: None,
             audit_ids: new.audit_ids,
+            details: new.details,
+            once: new.once,
             paged: false,
             page_claimed_at: None,
         }
@@ -133,7 +181,10 @@ impl Incident {
 
     /// The page text: short, no personal data (subjects are ids, reasons are the system's).
     pub fn page_subject(&self) -> String {
-        let text = format!("coursewire: {} on {}", self.kind, self.subject);
+        let text = match self.kind.severity() {
+            Severity::Critical => format!("coursewire CRITICAL: {} on {}", self.kind, self.subject),
+            _ => format!("coursewire: {} on {}", self.kind, self.subject),
+        };
         // SNS limits a subject to 100 characters.
         text.chars().take(100).collect()
     }
@@ -155,6 +206,8 @@ mod tests {
                 reason: "r".into(),
                 opened_by: "sla-monitor".into(),
                 audit_ids: vec![],
+                details: BTreeMap::new(),
+                once: false,
             },
             Utc::now(),
         );

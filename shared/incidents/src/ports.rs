@@ -22,7 +22,8 @@ pub enum IncidentError {
 pub enum Opened {
     /// This call opened it.
     New(Incident),
-    /// One was already open for the subject and kind (this is it).
+    /// One was already open for the subject and kind (this is it), or, for an incident
+    /// opened `once`, one was opened before and may be resolved by now.
     AlreadyOpen(Incident),
 }
 
@@ -81,4 +82,6 @@ pub trait IncidentStore: Send + Sync {
 #[async_trait]
 pub trait Pager: Send + Sync {
     async fn page(&self, incident: &Incident) -> Result<(), ServiceError>;
+    /// Tells the same people that `incident` (as resolved) is over.
+    async fn resolved(&self, incident: &Incident) -> Result<(), ServiceError>;
 }

@@ -129,7 +129,9 @@ impl Incidents {
     }
 
     /// Resolves the unresolved incident of `kind` on `subject`; `None` when there is none
-    /// (a monitor resolving what it sees fixed need not know whether it opened one).
+    /// (a monitor resolving what it sees fixed need not know whether it opened one). The
+    /// people paged hear of it: the notice goes out before the resolution is stored, so a
+    /// crash between the two repeats the notice rather than losing it.
     pub async fn resolve_if_open(
         &self,
         subject: &Subject,
@@ -137,13 +139,22 @@ impl Incidents {
         by: &str,
         resolution: &str,
     ) -> Result<Option<Incident>, IncidentError> {
-        match self
-            .store
-            .resolve(subject, kind, by, resolution, Utc::now())
-            .await
-        {
+        let Some(current) = self.store.current(subject, kind).await? else {
+            return Ok(None);
+        };
+        let at = Utc::now();
+        self.pager
+            .resolved(&Incident {
+                state: IncidentState::Resolved,
+                resolved_at: Some(at),
+                resolved_by: Some(by.to_string()),
+                resolution: Some(resolution.to_string()),
+                ..current
+            })
+            .await?;
+        match self.store.resolve(subject, kind, by, resolution, at).await {
             Ok(incident) => {
-                let at = incident.resolved_at.unwrap_or_else(Utc::now);
+                let at = incident.resolved_at.unwrap_or(at);
                 self.trail
                     .append(&audited(&incident, Actor::person("incidents", by), at))
                     .await?;

@@ -8,7 +8,6 @@ use crate::publisher::{Publisher, Settings};
 use crate::recording::{RecordingModel, RecordingRow};
 use coursewire_audit::DynamoAuditTrail;
 use coursewire_canvas::canvas::CanvasConfig;
-use coursewire_incidents::{DynamoIncidentStore, Incidents, SnsPager};
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_pipeline::bus::{EventBridgePublisher, Producer};
 use coursewire_pipeline::processor::{DynamoLedger, LedgerOf, Processor};
@@ -51,17 +50,7 @@ pub fn orchestrator(
         dynamodb.clone(),
         env.required("AUDIT_TABLE")?,
     ));
-    let incidents = Incidents::new(
-        Arc::new(DynamoIncidentStore::new(
-            dynamodb.clone(),
-            env.required("INCIDENTS_TABLE")?,
-        )),
-        Arc::new(SnsPager::new(
-            aws_sdk_sns::Client::new(aws),
-            env.required("INCIDENTS_TOPIC_ARN")?,
-        )),
-        trail.clone(),
-    );
+    let incidents = coursewire_incidents::config::incidents(&env, aws, trail.clone())?;
     let canvas = CanvasConfig::from_lookup(get)?
         .build(aws, metrics.clone(), function)
         .map_err(|e| BuildError::Clients(format!("the Canvas client: {e}")))?;

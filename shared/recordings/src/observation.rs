@@ -32,6 +32,11 @@ impl Observation {
             .unwrap_or_default()
     }
 
+    /// Whether the session seen had started recording (recording, processing or complete).
+    pub fn recording_started(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| started(s.state))
+    }
+
     /// The same sighting as `self` apart from its version.
     fn same_as(&self, other: &Observation) -> bool {
         self.session == other.session
@@ -48,6 +53,11 @@ fn stage(state: SessionState) -> u8 {
         SessionState::Processing => 2,
         SessionState::Complete => 3,
     }
+}
+
+/// Whether a session in `state` has recorded something (it is recording or past it).
+pub fn started(state: SessionState) -> bool {
+    stage(state) >= 1
 }
 
 /// What the poller sees now of one lecture.

@@ -2,7 +2,7 @@
 //!
 //! One table, `pk` + `sk`:
 //! - rooms, rules and meeting patterns under `pk` = `room` / `rule` / `meeting`, `sk` = id;
-//! - lectures under `pk` = `lecture#<section>`, `sk` = slot (`2026-10-27T09:00`), with
+//! - lectures under `pk` = `lecture#<section>`, `sk` = slot (`2026-10-27#1`), with
 //!   `end_day` (UTC date of the end) and `end_key` (`<end>#<section>/<slot>`) keying the GSI
 //!   [`LECTURES_BY_END`], so a window of ends is one Query per UTC day it touches.
 //!
@@ -11,6 +11,7 @@
 //! one that only the poller writes.
 
 use crate::lectures::Lecture;
+use crate::rooms::Room;
 use crate::store::{Booking, Entry, Kind, LectureRow, TeachingStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -70,6 +71,21 @@ impl DynamoTeachingStore {
             Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
         })
         .await
+    }
+}
+
+impl DynamoTeachingStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, ServiceError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(out.item)
     }
 }
 
@@ -157,6 +173,27 @@ impl TeachingStore for DynamoTeachingStore {
             .query(None, "pk = :pk", &[(":pk", lecture_pk(section_id))])
             .await?;
         items.iter().map(lecture_row).collect()
+    }
+
+    async fn lecture(
+        &self,
+        section_id: &str,
+        slot: &str,
+    ) -> Result<Option<LectureRow>, ServiceError> {
+        self.get(&lecture_pk(section_id), slot)
+            .await?
+            .map(|item| lecture_row(&item))
+            .transpose()
+    }
+
+    async fn room(&self, id: &str) -> Result<Option<Room>, ServiceError> {
+        match self.get(Kind::Room.as_str(), id).await? {
+            Some(item) => match entry(Kind::Room, &item)? {
+                Entry::Room(room) => Ok(Some(room)),
+                _ => Ok(None),
+            },
+            None => Ok(None),
+        }
     }
 
     async fn lectures_ending(

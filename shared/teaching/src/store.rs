@@ -102,6 +102,14 @@ pub trait TeachingStore: Send + Sync {
     /// Every room, rule or meeting pattern (not lectures: read those by section or window).
     async fn list(&self, kind: Kind) -> Result<Vec<Entry>, ServiceError>;
     async fn lectures_of(&self, section_id: &str) -> Result<Vec<LectureRow>, ServiceError>;
+    /// One lecture by its section and slot (`2026-10-27#1`).
+    async fn lecture(
+        &self,
+        section_id: &str,
+        slot: &str,
+    ) -> Result<Option<LectureRow>, ServiceError>;
+    /// One room by its id.
+    async fn room(&self, id: &str) -> Result<Option<Room>, ServiceError>;
     /// The lectures whose end lies in `[from, to)`, read through the end-time index (cost
     /// follows the lectures in the window, not the catalog's size).
     async fn lectures_ending(

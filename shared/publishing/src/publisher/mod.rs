@@ -315,6 +315,8 @@ impl Publisher {
                         reason: format!("session {}: {}", applied.session_id, effect.detail),
                         opened_by: self.settings.function.clone(),
                         audit_ids: vec![record.id.clone()],
+                        details: Default::default(),
+                        once: false,
                     })
                     .await?;
             }
@@ -401,6 +403,8 @@ impl Publisher {
                     reason: detail,
                     opened_by: self.settings.function.clone(),
                     audit_ids: vec![record.id.clone()],
+                    details: Default::default(),
+                    once: false,
                 })
                 .await?;
         }
