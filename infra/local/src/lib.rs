@@ -10,12 +10,15 @@
 //! - [`functions`]: every function's description, by binary name
 //! - [`event_sources`]: Lambda's semantics locally (SQS batches with partial failures and
 //!   redrive, function URLs, schedules)
+//! - [`alarms`]: the template's CloudWatch alarms evaluated on the functions' EMF metrics and
+//!   the queues' attributes, their state changes published to their SNS topics
 //! - [`fault_proxy`]: injected AWS faults (throttling, 5xx, dropped connections)
 //! - [`campus`]: a day of lectures described as the registrar's files (rooms, meetings,
 //!   rules), for the main job's teaching day and the tests
 //! - [`subscriber`]: the template's example subscriber queue, read like a downstream system
 //! - [`repo`]: finding the repository root
 
+pub mod alarms;
 pub mod campus;
 pub mod event_sources;
 pub mod fault_proxy;

@@ -3,7 +3,8 @@
 //! deploys.
 //!
 //! Supported: `AWS::DynamoDB::Table`, `AWS::SQS::Queue`, `AWS::Events::EventBus`,
-//! `AWS::Events::Rule`, `AWS::SecretsManager::Secret`, `AWS::SNS::Topic`. Functions get
+//! `AWS::Events::Rule`, `AWS::SecretsManager::Secret`, `AWS::SNS::Topic`, `AWS::KMS::Key`
+//! (with its key policy, found again on a re-run by an alias). Functions get
 //! placeholder physical ids (so `!Ref`/`!GetAtt` to them resolve); everything else (IAM,
 //! alarms, Lambda permissions, ...) is skipped.
 
@@ -29,6 +30,7 @@ pub const SECRET: &str = "AWS::SecretsManager::Secret";
 const SERVERLESS_FUNCTION: &str = "AWS::Serverless::Function";
 const LAMBDA_FUNCTION: &str = "AWS::Lambda::Function";
 const SNS_TOPIC: &str = "AWS::SNS::Topic";
+const KMS_KEY: &str = "AWS::KMS::Key";
 
 /// SQS attributes that CloudFormation exposes under the same name as a property.
 const QUEUE_ATTRIBUTES: &[&str] = &[
@@ -214,6 +216,7 @@ pub async fn provision(
         events: aws_sdk_eventbridge::Client::new(config),
         secrets: aws_sdk_secretsmanager::Client::new(config),
         sns: aws_sdk_sns::Client::new(config),
+        kms: aws_sdk_kms::Client::new(config),
     };
 
     let mut resources = Vec::new();
@@ -241,6 +244,7 @@ pub async fn provision(
             RULE => Some(p.rule(&ctx).await?),
             SECRET => Some(p.secret(&ctx).await?),
             SNS_TOPIC => Some(p.topic(&ctx).await?),
+            KMS_KEY => Some(p.key(&ctx).await?),
             SERVERLESS_FUNCTION | LAMBDA_FUNCTION => Some(p.placeholder(&ctx)),
             other => {
                 tracing::debug!(resource = %resource.logical_id, resource_type = other, "not provisioned locally");
@@ -310,6 +314,7 @@ struct Clients {
     events: aws_sdk_eventbridge::Client,
     secrets: aws_sdk_secretsmanager::Client,
     sns: aws_sdk_sns::Client,
+    kms: aws_sdk_kms::Client,
 }
 
 struct Provisioner<'a> {
@@ -893,11 +898,12 @@ impl Provisioner<'_> {
                 .with_attr("TopicName", name);
             return Ok((physical, Action::Existing));
         }
-        let out = self
-            .clients
-            .sns
-            .create_topic()
-            .name(&name)
+        let mut create = self.clients.sns.create_topic().name(&name);
+        // Encrypted as deployed, so a check of who may use the key sees the real one.
+        if let Some(key) = str_value(&props, "KmsMasterKeyId") {
+            create = create.attributes("KmsMasterKeyId", key);
+        }
+        let out = create
             .send()
             .await
             .map_err(|e| self.aws("CreateTopic", e))?;
@@ -907,6 +913,52 @@ impl Provisioner<'_> {
         let physical = PhysicalResource::new(&arn)
             .with_attr("TopicArn", &arn)
             .with_attr("TopicName", name);
+        Ok((physical, Action::Created))
+    }
+
+    // ------------------------------------------------------------ KMS
+
+    async fn key(&self, ctx: &Context) -> Outcome {
+        let props = self.props(ctx)?;
+        let alias = format!("alias/{}-{}", ctx.stack_name, self.id());
+        let client = &self.clients.kms;
+        if let Ok(out) = client.describe_key().key_id(&alias).send().await
+            && let Some(meta) = out.key_metadata
+        {
+            let arn = meta.arn.unwrap_or_default();
+            let physical = PhysicalResource::new(&meta.key_id)
+                .with_attr("Arn", &arn)
+                .with_attr("KeyId", &meta.key_id);
+            return Ok((physical, Action::Existing));
+        }
+        let policy = match props.get("KeyPolicy") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(
+                serde_json::to_string(v).map_err(|e| self.invalid(format!("KeyPolicy: {e}")))?,
+            ),
+        };
+        let out = client
+            .create_key()
+            .set_description(str_value(&props, "Description"))
+            .set_policy(policy)
+            .send()
+            .await
+            .map_err(|e| self.aws("CreateKey", e))?;
+        let meta = out
+            .key_metadata
+            .ok_or_else(|| self.invalid("CreateKey returned no KeyMetadata"))?;
+        client
+            .create_alias()
+            .alias_name(&alias)
+            .target_key_id(&meta.key_id)
+            .send()
+            .await
+            .map_err(|e| self.aws("CreateAlias", e))?;
+        let arn = meta.arn.unwrap_or_default();
+        let physical = PhysicalResource::new(&meta.key_id)
+            .with_attr("Arn", &arn)
+            .with_attr("KeyId", &meta.key_id);
         Ok((physical, Action::Created))
     }
 
@@ -1042,9 +1094,39 @@ mod tests {
                 "RecordingsQueue",
                 "ReconcileDLQ",
                 "ReconcileQueue",
+                "AlarmKey",
                 "AlarmTopic",
                 "IncidentsTopic"
             ]
+        );
+        // The alarm topic is encrypted with a key CloudWatch may use (with alias/aws/sns no
+        // alarm would be delivered).
+        let key = deployed.ref_value("AlarmKey").unwrap().to_string();
+        let topic = aws_sdk_sns::Client::new(&config)
+            .get_topic_attributes()
+            .topic_arn(deployed.ref_value("AlarmTopic").unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            topic.attributes().and_then(|a| a.get("KmsMasterKeyId")),
+            Some(&key)
+        );
+        let policy = aws_sdk_kms::Client::new(&config)
+            .get_key_policy()
+            .key_id(&key)
+            .policy_name("default")
+            .send()
+            .await
+            .unwrap();
+        let policy: serde_json::Value =
+            serde_json::from_str(policy.policy().unwrap_or_default()).unwrap();
+        assert!(
+            policy["Statement"].as_array().unwrap().iter().any(|s| {
+                s["Principal"]["Service"] == "cloudwatch.amazonaws.com"
+                    && s["Action"].to_string().contains("kms:GenerateDataKey")
+            }),
+            "{policy}"
         );
         // A generated secret is its template with the generated key.
         let secrets = aws_sdk_secretsmanager::Client::new(&config);

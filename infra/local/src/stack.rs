@@ -43,6 +43,8 @@ pub enum StackError {
     Invoke(String),
     #[error(transparent)]
     FaultProxy(#[from] FaultProxyError),
+    #[error(transparent)]
+    Alarms(#[from] crate::alarms::AlarmError),
 }
 
 /// What to start.
@@ -159,6 +161,8 @@ pub struct LocalStack {
     schedulers: BTreeMap<String, Scheduler>,
     shutdown: ShutdownToken,
     fault_proxy: Option<FaultProxy>,
+    /// The template's alarms, evaluated when asked ([`LocalStack::evaluate_alarms`]).
+    alarms: tokio::sync::Mutex<crate::alarms::Alarms>,
 }
 
 impl LocalStack {
@@ -247,6 +251,7 @@ impl LocalStack {
                 );
             }
         }
+        let alarms = crate::alarms::Alarms::load(&deployed, &aws, metrics.clone())?;
         Ok(Self {
             moto,
             deployed,
@@ -258,7 +263,17 @@ impl LocalStack {
             schedulers,
             shutdown,
             fault_proxy,
+            alarms: tokio::sync::Mutex::new(alarms),
         })
+    }
+
+    /// Evaluates every alarm of the template as of `at` (CloudWatch does this each minute;
+    /// moto does not), publishing each state change to the alarm's topics.
+    pub async fn evaluate_alarms(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::alarms::Transition>, StackError> {
+        Ok(self.alarms.lock().await.evaluate(at).await?)
     }
 
     /// The fault proxy in front of moto, when the stack was started with a fault plan.

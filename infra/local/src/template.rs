@@ -1671,6 +1671,40 @@ Resources:
     }
 
     #[test]
+    fn every_alarm_pages_on_call_both_ways_through_the_encrypted_topic() {
+        let t = Template::load_repo().unwrap();
+        let alarms: Vec<&Resource> = t.resources_of_type("AWS::CloudWatch::Alarm").collect();
+        assert!(alarms.len() >= 17, "{} alarms", alarms.len());
+        let to_topic = |v: Option<&Value>| {
+            v.and_then(Value::as_sequence).is_some_and(|targets| {
+                !targets.is_empty()
+                    && targets
+                        .iter()
+                        .all(|t| serde_norway::to_string(t).unwrap().contains("AlarmTopic"))
+            })
+        };
+        for alarm in alarms {
+            assert!(
+                to_topic(alarm.property("AlarmActions")) && to_topic(alarm.property("OKActions")),
+                "{}: AlarmActions and OKActions must both reach AlarmTopic",
+                alarm.logical_id
+            );
+        }
+        // A customer-managed key: with alias/aws/sns CloudWatch could not publish.
+        let topic = t.resource("AlarmTopic").unwrap();
+        let key = serde_norway::to_string(topic.property("KmsMasterKeyId").unwrap()).unwrap();
+        assert!(key.contains("AlarmKey"), "{key}");
+        let policy = serde_norway::to_string(
+            t.resource("AlarmKey")
+                .unwrap()
+                .property("KeyPolicy")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(policy.contains("cloudwatch.amazonaws.com"), "{policy}");
+    }
+
+    #[test]
     fn repo_template_functions() {
         let t = Template::load_repo()
             .unwrap()

@@ -304,6 +304,20 @@ impl Poller {
         })
     }
 
+    /// `PanoptoTokenHealthy`: 0 when Panopto refused coursewire's credentials (a revoked
+    /// API client, a changed SOAP password), 1 when a tick's calls went through; nothing
+    /// when the tick called nothing. The Panopto token alarm watches it.
+    fn token_health(&self, result: &Result<TickReport, PollError>) {
+        let healthy = match result {
+            Ok(report) if report.panopto_calls > 0 => 1.0,
+            Err(PollError::Panopto(PanoptoError::Unauthorized(_))) => 0.0,
+            _ => return,
+        };
+        let metrics = Metrics::new(self.metrics.clone(), &self.function);
+        metrics.record("PanoptoTokenHealthy", &[], Unit::None, healthy);
+        metrics.flush();
+    }
+
     fn emit(&self, report: &TickReport) {
         let metrics = Metrics::new(self.metrics.clone(), &self.function);
         metrics.record("LecturesWatched", &[], Unit::Count, report.watched as f64);
@@ -322,7 +336,9 @@ impl Poller {
 #[async_trait::async_trait]
 impl ScheduleHandler for Poller {
     async fn handle(&self, _input: Option<serde_json::Value>) -> Result<(), HandlerError> {
-        let report = self.tick(Utc::now()).await?;
+        let result = self.tick(Utc::now()).await;
+        self.token_health(&result);
+        let report = result?;
         tracing::info!(
             watched = report.watched,
             events = report.events,

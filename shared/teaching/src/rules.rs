@@ -60,7 +60,8 @@ pub struct PublishingRule {
     /// The Panopto automatic caption provider's name set on the folder (e.g. `Panopto`,
     /// `Verbit`).
     pub caption_provider: String,
-    /// Hours after a recording completes by which captions must be available.
+    /// Hours after the lecture's scheduled end (when its scheduled recording stops) by which
+    /// captions must be available; sla-monitor escalates at twice this.
     pub caption_sla_hours: u32,
     /// The Canvas module the link is posted in, e.g. `Lecture recordings`.
     pub module_template: Template,

@@ -68,6 +68,10 @@ impl Ingestor {
             &[("Source", "https"), ("Status", status.as_str())],
             1,
         );
+        if status.is_server_error() {
+            // Canvas retries these, then gives up on the subscription: the ingest alarm's.
+            metrics.count("ServerErrors", &[("Source", "https")], 1);
+        }
         metrics.flush();
         response
     }
@@ -264,6 +268,9 @@ impl Ingestor {
         // Unauthenticated input is not stored: anyone can POST to a function URL.
         tracing::warn!(reason_code = code, "signed event refused");
         metrics.count("AuthFailures", &[("Source", "https"), ("Reason", code)], 1);
+        // All reasons together: what the auth-failure burst alarm watches (Canvas
+        // deactivates a subscription whose deliveries keep failing).
+        metrics.count("AuthRefusals", &[("Source", "https")], 1);
         error(StatusCode::UNAUTHORIZED, code, reason)
     }
 }

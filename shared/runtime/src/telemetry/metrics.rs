@@ -248,7 +248,8 @@ mod tests {
 /// the same metrics the functions emit in production.
 #[derive(Default)]
 pub struct CollectingSink {
-    sets: Mutex<Vec<MetricSet>>,
+    /// Each set with when it was published (the local alarms read periods of them).
+    sets: Mutex<Vec<(chrono::DateTime<chrono::Utc>, MetricSet)>>,
 }
 
 impl CollectingSink {
@@ -260,6 +261,7 @@ impl CollectingSink {
     pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
         self.with_sets(|sets| {
             sets.iter()
+                .map(|(_, s)| s)
                 .filter(|s| filter.iter().all(|(k, v)| s.dimension(k) == Some(*v)))
                 .map(|s| s.sum(name))
                 .sum()
@@ -270,7 +272,7 @@ impl CollectingSink {
     pub fn sum_by(&self, name: &str, by: &str) -> BTreeMap<String, f64> {
         self.with_sets(|sets| {
             let mut out = BTreeMap::new();
-            for set in sets {
+            for (_, set) in sets {
                 let total = set.sum(name);
                 if let (Some(value), true) = (set.dimension(by), total > 0.0) {
                     *out.entry(value.to_string()).or_insert(0.0) += total;
@@ -284,7 +286,35 @@ impl CollectingSink {
     pub fn values(&self, name: &str) -> Vec<f64> {
         self.with_sets(|sets| {
             sets.iter()
-                .flat_map(|s| {
+                .flat_map(|(_, s)| {
+                    s.metrics
+                        .iter()
+                        .filter(|m| m.name == name)
+                        .flat_map(|m| m.values.iter().copied())
+                })
+                .collect()
+        })
+    }
+
+    /// The values of `name` published in `(from, to]` by sets whose dimensions are exactly
+    /// `dimensions` (CloudWatch names a metric by its full dimension set).
+    pub fn values_between(
+        &self,
+        name: &str,
+        dimensions: &[(String, String)],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<f64> {
+        let same = |set: &MetricSet| {
+            set.dimensions.len() == dimensions.len()
+                && dimensions
+                    .iter()
+                    .all(|(k, v)| set.dimension(k) == Some(v.as_str()))
+        };
+        self.with_sets(|sets| {
+            sets.iter()
+                .filter(|(at, set)| *at > from && *at <= to && same(set))
+                .flat_map(|(_, s)| {
                     s.metrics
                         .iter()
                         .filter(|m| m.name == name)
@@ -298,14 +328,17 @@ impl CollectingSink {
         self.with_sets_mut(Vec::clear);
     }
 
-    fn with_sets<T>(&self, f: impl FnOnce(&Vec<MetricSet>) -> T) -> T {
+    fn with_sets<T>(
+        &self,
+        f: impl FnOnce(&Vec<(chrono::DateTime<chrono::Utc>, MetricSet)>) -> T,
+    ) -> T {
         match self.sets.lock() {
             Ok(sets) => f(&sets),
             Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 
-    fn with_sets_mut(&self, f: impl FnOnce(&mut Vec<MetricSet>)) {
+    fn with_sets_mut(&self, f: impl FnOnce(&mut Vec<(chrono::DateTime<chrono::Utc>, MetricSet)>)) {
         match self.sets.lock() {
             Ok(mut sets) => f(&mut sets),
             Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -315,6 +348,7 @@ impl CollectingSink {
 
 impl MetricsSink for CollectingSink {
     fn publish(&self, sets: Vec<MetricSet>) {
-        self.with_sets_mut(|all| all.extend(sets));
+        let now = chrono::Utc::now();
+        self.with_sets_mut(|all| all.extend(sets.into_iter().map(|set| (now, set))));
     }
 }
