@@ -3,8 +3,9 @@
 //! to go to ALARM with CloudWatch's message on `AlarmTopic` (encrypted with the stack's own
 //! KMS key, whose policy lets CloudWatch publish), then back to OK when the fault is gone.
 //!
-//! Faults: sla-monitor not ticking, no live events at all, a burst of forged deliveries, a
-//! stalled processor (changes.fifo backlog), a message in a dead-letter queue. The clock of
+//! Faults: sla-monitor not ticking, no live events at all, a burst of forged deliveries,
+//! stalled consumers (backlogs on the live-events queue, changes.fifo and recordings.fifo), a
+//! message in each dead-letter queue. The clock of
 //! each evaluation is given, so "five minutes later" takes no waiting. Last, the topic is
 //! switched to the AWS-managed `alias/aws/sns` key, and an alarm's message no longer arrives.
 
@@ -56,9 +57,16 @@ async fn evaluate(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_alarm_fires_on_its_fault_reaches_on_call_and_clears() -> Result<()> {
-    // The processor is paused so changes.fifo keeps what ingest sends (a stalled consumer);
-    // sla-monitor only ticks when the test says.
-    let h = Harness::start("alarms", StackOptions::ingest_only().pause(MONITOR)).await?;
+    // The processor, ingest-sqs and the orchestrator are paused so their queues keep what
+    // arrives (stalled consumers); sla-monitor only ticks when the test says.
+    let h = Harness::start(
+        "alarms",
+        StackOptions::ingest_only()
+            .pause(MONITOR)
+            .pause("IngestSqsFunction")
+            .pause("OrchestratorFunction"),
+    )
+    .await?;
     let topic = h
         .stack
         .deployed
@@ -104,6 +112,22 @@ async fn each_alarm_fires_on_its_fault_reaches_on_call_and_clears() -> Result<()
         let refused = h.emitter.send_raw_https(forged, "application/jwt").await?;
         ensure!(refused.status() == Some(401), "{refused:?}");
     }
+    let live_events = h.queue("CanvasLiveEventsQueue")?.to_string();
+    h.sqs
+        .send_message()
+        .queue_url(&live_events)
+        .message_body(example.payload.to_string())
+        .send()
+        .await?;
+    let recordings = h.queue("RecordingsQueue")?.to_string();
+    h.sqs
+        .send_message()
+        .queue_url(&recordings)
+        .message_body(r#"{"waiting":"for the orchestrator"}"#)
+        .message_group_id("recording:s-0")
+        .message_deduplication_id("waiting-1")
+        .send()
+        .await?;
     let now = Utc::now();
     let second = evaluate(&h, &mut all, now).await?;
     for (alarm, expected) in [
@@ -126,6 +150,8 @@ async fn each_alarm_fires_on_its_fault_reaches_on_call_and_clears() -> Result<()
     let later: Vec<Transition> = all[first.len() + second.len()..].to_vec();
     for (alarm, expected) in [
         ("changes-backlog", vec![State::Alarm]),
+        ("live-events-backlog", vec![State::Alarm]),
+        ("recordings-backlog", vec![State::Alarm]),
         ("https-ingest-auth-failures", vec![State::Ok]),
         ("sla-monitor-not-ticking", vec![State::Alarm]),
     ] {
@@ -140,11 +166,56 @@ async fn each_alarm_fires_on_its_fault_reaches_on_call_and_clears() -> Result<()
     let changes = h.queue("ChangesQueue")?.to_string();
     let drained = coursewire_tests::take_queued(&h.sqs, &changes).await?;
     ensure!(!drained.is_empty(), "changes.fifo was empty");
+    for queue in [&live_events, &recordings] {
+        h.sqs.purge_queue().queue_url(queue).send().await?;
+    }
     let cleared = evaluate(&h, &mut all, now + Delta::minutes(11)).await?;
-    ensure!(
-        states_of(&cleared, "changes-backlog") == [State::Ok],
-        "{cleared:?}"
-    );
+    for alarm in [
+        "changes-backlog",
+        "live-events-backlog",
+        "recordings-backlog",
+    ] {
+        ensure!(
+            states_of(&cleared, alarm) == [State::Ok],
+            "{alarm}: {cleared:?}"
+        );
+    }
+
+    // A message in each dead-letter queue trips its alarm; moved back, it clears.
+    for (n, (dlq, alarm)) in [
+        ("CanvasLiveEventsDLQ", "canvas-live-events-dlq-not-empty"),
+        ("ChangesDLQ", "changes-dlq-not-empty"),
+        ("AccessDLQ", "access-dlq-not-empty"),
+        ("ReconcileDLQ", "reconcile-dlq-not-empty"),
+        ("ExampleSubscriberDLQ", "example-subscriber-dlq-not-empty"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = h
+            .stack
+            .deployed
+            .queue_url(dlq)
+            .with_context(|| format!("no {dlq}"))?
+            .to_string();
+        let mut send = h.sqs.send_message().queue_url(&url).message_body("{}");
+        if url.ends_with(".fifo") {
+            send = send
+                .message_group_id("g")
+                .message_deduplication_id(format!("dead-{n}"));
+        }
+        send.send().await?;
+        // Each queue on its own minutes, so one's samples are not in another's periods.
+        let at = now + Delta::minutes(20 + 2 * n as i64);
+        let tripped = evaluate(&h, &mut all, at).await?;
+        ensure!(
+            states_of(&tripped, alarm) == [State::Alarm],
+            "{alarm}: {tripped:?}"
+        );
+        h.sqs.purge_queue().queue_url(&url).send().await?;
+        let back = evaluate(&h, &mut all, at + Delta::seconds(61)).await?;
+        ensure!(states_of(&back, alarm) == [State::Ok], "{alarm}: {back:?}");
+    }
 
     // A message lands in the recordings DLQ, then is moved back.
     let dlq = h
@@ -200,6 +271,19 @@ async fn each_alarm_fires_on_its_fault_reaches_on_call_and_clears() -> Result<()
         ("https-ingest-auth-failures", vec!["OK", "ALARM", "OK"]),
         ("changes-backlog", vec!["OK", "ALARM", "OK"]),
         ("recordings-dlq-not-empty", vec!["OK", "ALARM", "OK"]),
+        ("live-events-backlog", vec!["OK", "ALARM", "OK"]),
+        ("recordings-backlog", vec!["OK", "ALARM", "OK"]),
+        (
+            "canvas-live-events-dlq-not-empty",
+            vec!["OK", "ALARM", "OK"],
+        ),
+        ("changes-dlq-not-empty", vec!["OK", "ALARM", "OK"]),
+        ("access-dlq-not-empty", vec!["OK", "ALARM", "OK"]),
+        ("reconcile-dlq-not-empty", vec!["OK", "ALARM", "OK"]),
+        (
+            "example-subscriber-dlq-not-empty",
+            vec!["OK", "ALARM", "OK"],
+        ),
     ] {
         ensure!(
             messages_of(&messages, alarm) == expected,
