@@ -13,20 +13,19 @@
 //! Import case: a term of `--import-lectures` lectures (100 sections meeting MWF) imported
 //! into an empty catalog (prepare + write), then the same import again (nothing to write).
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use chrono::Weekday::{Fri, Mon, Sat, Sun, Thu, Tue, Wed};
 use chrono::{DateTime, Datelike, Duration as Delta, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::Parser;
 use coursewire_audit::DynamoAuditTrail;
+use coursewire_benches::campus::{rooms_and_rule, stage, table};
 use coursewire_benches::report::{
     git_commit, histogram, micros, percentiles, result_block, start_run, step,
 };
 use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_local::fault_proxy::{FaultPlan, FaultProxy};
 use coursewire_local::moto::{MotoServer, sdk_config_for};
-use coursewire_local::provision::{Deployed, Overrides, provision};
 use coursewire_local::repo::repo_root;
-use coursewire_local::template::Template;
 use coursewire_panopto::{HttpPanopto, HttpSettings, MemoryCredentialStore, PanoptoCredentials};
 use coursewire_pipeline::handoff::SqsEventQueue;
 use coursewire_pipeline::inbox::DynamoInbox;
@@ -49,7 +48,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BINARY: &str = "capture-bench";
-const ISSUER: &str = "https://canvas.bench.coursewire";
 const COURSES: usize = 100;
 
 #[derive(Parser, Debug)]
@@ -87,21 +85,6 @@ fn section_id(i: usize) -> String {
 
 fn course_id(i: usize) -> String {
     format!("2107000{:010}", 1 + i % COURSES)
-}
-
-async fn stage(moto: &MotoServer, name: &str) -> Result<Deployed> {
-    let template = Template::load_repo()?;
-    let overrides = Overrides::default()
-        .parameter("Stage", name)
-        .parameter("CanvasJwtIssuer", ISSUER);
-    Ok(provision(&template, &moto.sdk_config(), &overrides).await?)
-}
-
-fn table(deployed: &Deployed, id: &str) -> Result<String> {
-    deployed
-        .ref_value(id)
-        .map(str::to_string)
-        .with_context(|| format!("no {id}"))
 }
 
 /// The Canvas catalog rows of `sections` sections and their courses, as the bus leaves them.
@@ -198,26 +181,13 @@ async fn tick_case(moto: &MotoServer, args: &Args, rooms: usize) -> Result<TickC
     let teaching_table = table(&deployed, "TeachingTable")?;
     let store = Arc::new(DynamoTeachingStore::new(ddb.clone(), &teaching_table));
     let zone = chrono_tz::UTC;
-    for (r, recorder) in recorders.iter().enumerate() {
-        store
-            .put(&Entry::Room(Room {
-                id: format!("R{r}"),
-                building: "Main".into(),
-                name: format!("Room {r}"),
-                capacity: 100,
-                time_zone: zone,
-                recorder_id: Some(recorder.clone()),
-            }))
-            .await?;
-    }
-    store
-        .put(&Entry::Rule(serde_json::from_value(json!({
-            "scope": "department", "id": "ENG", "folder_template": "Fall/{course_code}",
-            "session_template": "{course_code} {section} Lecture {n}", "caption_provider": "Panopto",
-            "caption_sla_hours": 48, "module_template": "Recordings", "access": "section_roster",
-            "post": "before_captions", "enabled": true
-        }))?))
-        .await?;
+    rooms_and_rule(
+        store.as_ref(),
+        &recorders,
+        "{course_code} {section} Lecture {n}",
+        48,
+    )
+    .await?;
     let mut lectures = Vec::new();
     for i in 0..args.lectures_per_day {
         let minutes = (8 * 60 + i * 14 * 60 / args.lectures_per_day) as u32;
