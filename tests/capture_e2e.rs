@@ -8,11 +8,11 @@
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Duration as Delta, Timelike, Utc};
 use coursewire_live_events::catalog::DynamoCatalog;
-use coursewire_local::campus::{self, Campus, Room, department_rule, panopto_credentials};
-use coursewire_local::stack::StackOptions;
-use coursewire_panopto::{
-    HttpPanopto, MemoryCredentialStore, Panopto, PanoptoCredentials, ScheduledRecordingCreate,
+use coursewire_local::campus::{
+    self, Campus, Room, department_rule, panopto_client, panopto_credentials,
 };
+use coursewire_local::stack::StackOptions;
+use coursewire_panopto::{Panopto, ScheduledRecordingCreate};
 use coursewire_simulators::panopto::{
     PanoptoSim, PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
 };
@@ -21,7 +21,6 @@ use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, TeachingStore};
 use coursewire_tests::{Harness, local_day, take_queued};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 
 const POLLER: &str = "PanoptoPollerFunction";
@@ -178,14 +177,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
     import(Vec::new(), String::new()).await?;
 
     // Someone else booked room 3's recorder over section D's lecture.
-    let foreign = HttpPanopto::new(
-        Arc::new(MemoryCredentialStore::new(serde_json::from_value::<
-            PanoptoCredentials,
-        >(panopto_credentials(
-            &sim,
-        ))?)),
-        Default::default(),
-    )?;
+    let foreign = panopto_client(&sim)?;
     let other_folder = sim.add_folder("Facilities", None)?;
     foreign
         .create_scheduled_recording(&ScheduledRecordingCreate::on_recorder(

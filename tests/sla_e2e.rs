@@ -18,9 +18,11 @@ use chrono::{Duration as Delta, Timelike, Utc};
 use coursewire_audit::{Action, AuditTrail, DynamoAuditTrail};
 use coursewire_incidents::{DynamoIncidentStore, IncidentKind, IncidentStore, Subject};
 use coursewire_live_events::catalog::DynamoCatalog;
-use coursewire_local::campus::{Campus, Meeting, Room, department_rule, panopto_credentials};
+use coursewire_local::campus::{
+    Campus, Meeting, Room, department_rule, panopto_client, panopto_credentials,
+};
 use coursewire_local::stack::StackOptions;
-use coursewire_panopto::{HttpPanopto, MemoryCredentialStore, Panopto, PanoptoCredentials};
+use coursewire_panopto::Panopto;
 use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
 use coursewire_sla::{DynamoWatermark, Watermark};
 use coursewire_teaching::import::Importer;
@@ -29,7 +31,6 @@ use coursewire_teaching::{Booking, DynamoTeachingStore, Lecture, TeachingStore};
 use coursewire_tests::{Harness, pages};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 const MONITOR: &str = "SlaMonitorFunction";
@@ -318,14 +319,7 @@ async fn late_lectures_page_once_and_resolve_themselves() -> Result<()> {
     // The recording appears, section 2's captions arrive, the recorder recovers.
     let first = lecture(1).await?;
     record(first.clone()).await?;
-    let panopto = HttpPanopto::new(
-        Arc::new(MemoryCredentialStore::new(serde_json::from_value::<
-            PanoptoCredentials,
-        >(panopto_credentials(
-            &sim,
-        ))?)),
-        Default::default(),
-    )?;
+    let panopto = panopto_client(&sim)?;
     let captions = b"1\n00:00:00,000 --> 00:00:02,000\nWelcome\n";
     panopto
         .upload_captions(&session_2, "English_USA", captions)

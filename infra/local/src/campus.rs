@@ -5,6 +5,9 @@
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
+use coursewire_panopto::{
+    HttpPanopto, HttpSettings, MemoryCredentialStore, PanoptoCredentials, PanoptoError,
+};
 use coursewire_simulators::panopto::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
 };
@@ -169,6 +172,21 @@ pub fn panopto_credentials(sim: &PanoptoSim) -> Value {
         "soap_username": DEFAULT_SOAP_USER,
         "soap_password": DEFAULT_SOAP_PASSWORD,
     })
+}
+
+/// A Panopto client signed in to the simulated Panopto as the integration's API client.
+pub fn panopto_client(sim: &PanoptoSim) -> Result<HttpPanopto, PanoptoError> {
+    let credentials = PanoptoCredentials {
+        base_url: sim.base_url(),
+        client_id: DEFAULT_CLIENT_ID.into(),
+        client_secret: DEFAULT_CLIENT_SECRET.into(),
+        soap_username: Some(DEFAULT_SOAP_USER.into()),
+        soap_password: Some(DEFAULT_SOAP_PASSWORD.into()),
+    };
+    HttpPanopto::new(
+        std::sync::Arc::new(MemoryCredentialStore::new(credentials)),
+        HttpSettings::default(),
+    )
 }
 
 #[cfg(test)]

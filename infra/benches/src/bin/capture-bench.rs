@@ -23,10 +23,10 @@ use coursewire_benches::report::{
     git_commit, histogram, micros, percentiles, result_block, start_run, step,
 };
 use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
+use coursewire_local::campus::panopto_client;
 use coursewire_local::fault_proxy::{FaultPlan, FaultProxy};
 use coursewire_local::moto::{MotoServer, sdk_config_for};
 use coursewire_local::repo::repo_root;
-use coursewire_panopto::{HttpPanopto, HttpSettings, MemoryCredentialStore, PanoptoCredentials};
 use coursewire_pipeline::handoff::SqsEventQueue;
 use coursewire_pipeline::inbox::DynamoInbox;
 use coursewire_pipeline::intake::Intake;
@@ -34,10 +34,7 @@ use coursewire_pipeline::processor::StoredRow;
 use coursewire_recordings::booking::Scheduler;
 use coursewire_recordings::poller::{PollWindow, Poller};
 use coursewire_runtime::telemetry::CollectingSink;
-use coursewire_simulators::panopto::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
-    PanoptoSimConfig,
-};
+use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
 use coursewire_teaching::import::{ImportFile, ImportFiles, Importer};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, Entry, Kind, MeetingPattern, Room, TeachingStore};
@@ -225,14 +222,7 @@ async fn tick_case(moto: &MotoServer, args: &Args, rooms: usize) -> Result<TickC
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
 
-    let credentials: PanoptoCredentials = serde_json::from_value(json!({
-        "base_url": sim.base_url(), "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET,
-        "soap_username": DEFAULT_SOAP_USER, "soap_password": DEFAULT_SOAP_PASSWORD,
-    }))?;
-    let panopto = Arc::new(HttpPanopto::new(
-        Arc::new(MemoryCredentialStore::new(credentials)),
-        HttpSettings::default(),
-    )?);
+    let panopto = Arc::new(panopto_client(&sim)?);
     let window = PollWindow::default();
     let directory = Arc::new(CatalogDirectory::new(DynamoCatalog::new(
         ddb.clone(),

@@ -21,16 +21,13 @@ use coursewire_benches::report::{
 };
 use coursewire_incidents::IncidentKind;
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::campus::panopto_client;
 use coursewire_local::fault_proxy::{FaultPlan, FaultProxy};
 use coursewire_local::moto::{MotoServer, sdk_config_for};
 use coursewire_local::repo::repo_root;
-use coursewire_panopto::{HttpPanopto, HttpSettings, MemoryCredentialStore, PanoptoCredentials};
 use coursewire_publishing::dynamo::DynamoWorkflowStore;
 use coursewire_runtime::telemetry::CollectingSink;
-use coursewire_simulators::panopto::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SOAP_PASSWORD, DEFAULT_SOAP_USER, PanoptoSim,
-    PanoptoSimConfig,
-};
+use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
 use coursewire_sla::{Deadlines, DynamoWatermark, SlaMonitor};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, Entry, MeetingPattern, TeachingStore};
@@ -166,14 +163,7 @@ async fn day_case(moto: &MotoServer, args: &Args, scale: usize) -> Result<Case> 
         .filter(|l| is_missing(l) && l.end + grace <= last - Delta::minutes(1))
         .count();
 
-    let credentials: PanoptoCredentials = serde_json::from_value(json!({
-        "base_url": sim.base_url(), "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET,
-        "soap_username": DEFAULT_SOAP_USER, "soap_password": DEFAULT_SOAP_PASSWORD,
-    }))?;
-    let panopto = Arc::new(HttpPanopto::new(
-        Arc::new(MemoryCredentialStore::new(credentials)),
-        HttpSettings::default(),
-    )?);
+    let panopto = Arc::new(panopto_client(&sim)?);
 
     // The monitor's AWS calls go through a counting proxy.
     let proxy = FaultProxy::start(moto.endpoint(), FaultPlan::passthrough()).await?;
