@@ -1,7 +1,8 @@
 //! The SLA monitor end to end on the local stack with the simulated Panopto. After a
 //! two-and-a-half-hour gap since the last good tick (missed ticks), three overlapping ticks
 //! find:
-//! - a lecture with no recording 15 minutes after class end (paged within the minute);
+//! - a lecture with no recording 15 minutes after class end (paged within the minute), though
+//!   its session was filed before class;
 //! - a recorded lecture whose captions are late against its department's 1 h SLA, and one
 //!   that is late at twice the SLA (escalated);
 //! - a lecture whose room's recorder is faulted while it runs;
@@ -23,6 +24,10 @@ use coursewire_local::campus::{
 };
 use coursewire_local::stack::StackOptions;
 use coursewire_panopto::Panopto;
+use coursewire_publishing::WorkflowRow;
+use coursewire_publishing::dynamo::DynamoWorkflowStore;
+use coursewire_publishing::ports::WorkflowStore;
+use coursewire_publishing::workflow::Matched;
 use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
 use coursewire_sla::{DynamoWatermark, Watermark};
 use coursewire_teaching::import::Importer;
@@ -144,11 +149,11 @@ async fn late_lectures_page_once_and_resolve_themselves() -> Result<()> {
         minutes: 50,
     };
     let meetings = [
-        meeting(1, "BIO", 65),   // ended 15 min ago, nothing recorded
+        meeting(1, "BIO", 65), // ended 15 min ago, filed before class, nothing recorded
         meeting(2, "CHEM", 115), // ended 65 min ago, recorded, no captions (SLA 1 h)
         meeting(3, "CHEM", 175), // ended 125 min ago, recorded, no captions (2 x SLA)
-        meeting(4, "BIO", 80),   // cancelled
-        meeting(5, "BIO", 10),   // running, its recorder faulted
+        meeting(4, "BIO", 80), // cancelled
+        meeting(5, "BIO", 10), // running, its recorder faulted
     ];
     let campus = Campus::around(base);
     let mut chem = department_rule("CHEM", "Panopto", "before_captions", "Recordings");
@@ -212,6 +217,19 @@ async fn late_lectures_page_once_and_resolve_themselves() -> Result<()> {
             anyhow::Ok(session)
         }
     };
+    // Section 1's session was filed before class (its workflow matched it to the lecture)
+    // and deleted in Panopto before it recorded: a workflow is no proof of a recording.
+    let unrecorded = lecture(1).await?;
+    let mut filed = WorkflowRow::new("5e55f0a0-0000-4000-8000-00000000dead");
+    filed.lecture = Some(Matched {
+        section_id: unrecorded.section_id.clone(),
+        slot: unrecorded.slot(),
+        course_id: unrecorded.course_id.clone(),
+        department: unrecorded.department.clone(),
+    });
+    DynamoWorkflowStore::new(h.ddb.clone(), table("RecordingsTable")?)
+        .save(&mut filed)
+        .await?;
     let session_2 = record(lecture(2).await?).await?;
     let session_3 = record(lecture(3).await?).await?;
     sim.fault_recorder(&recorders[4])?;

@@ -18,6 +18,7 @@ fn build<'a>(setup: &'a Setup<'a>) -> BuildFuture<'a> {
             setup.aws,
             setup.metrics.clone(),
             setup.name,
+            setup.clock.clone(),
         )?;
         let monitor = Arc::new(monitor);
         Ok(Handlers {

@@ -4,6 +4,7 @@
 
 use crate::template::FunctionSpec;
 use aws_config::SdkConfig;
+use coursewire_runtime::clock::Clock;
 use coursewire_runtime::function::{BuildError, Description, Handlers, Setup};
 use coursewire_runtime::telemetry::MetricsSink;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub async fn build(
     spec: &FunctionSpec,
     aws: &SdkConfig,
     metrics: Arc<dyn MetricsSink>,
+    clock: Arc<dyn Clock>,
 ) -> Result<Handlers, FunctionError> {
     let description = description(&spec.binary).ok_or_else(|| FunctionError::Unknown {
         function: spec.logical_id.clone(),
@@ -58,6 +60,7 @@ pub async fn build(
         aws,
         metrics,
         env: &env,
+        clock,
     };
     (description.build)(&setup)
         .await

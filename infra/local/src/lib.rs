@@ -15,11 +15,14 @@
 //! - [`fault_proxy`]: injected AWS faults (throttling, 5xx, dropped connections)
 //! - [`campus`]: a day of lectures described as the registrar's files (rooms, meetings,
 //!   rules), for the main job's teaching day and the tests
+//! - [`clock`]: the functions' clock following the simulated Panopto's, for scenarios that
+//!   move time on by hand
 //! - [`subscriber`]: the template's example subscriber queue, read like a downstream system
 //! - [`repo`]: finding the repository root
 
 pub mod alarms;
 pub mod campus;
+pub mod clock;
 pub mod event_sources;
 pub mod fault_proxy;
 pub mod functions;

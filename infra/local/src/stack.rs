@@ -14,6 +14,7 @@ use crate::repo::repo_root;
 use crate::template::{Template, TemplateError};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
+use coursewire_runtime::clock::{Clock, SystemClock};
 use coursewire_runtime::telemetry::CollectingSink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct StackOptions {
     /// `CanvasCredentialsSecret`, a simulated Panopto's API client in
     /// `PanoptoCredentialsSecret`.
     pub secrets: Vec<(String, serde_json::Value)>,
+    /// The functions' clock: the system's unless a scenario runs on a simulated one.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for StackOptions {
@@ -76,6 +79,7 @@ impl Default for StackOptions {
             paused: Vec::new(),
             faults: None,
             secrets: Vec::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -204,7 +208,9 @@ impl LocalStack {
         let mut pollers = BTreeMap::new();
         let mut schedulers = BTreeMap::new();
         for spec in &deployed.functions {
-            let function = functions::build(spec, &function_aws, metrics.clone()).await?;
+            let function =
+                functions::build(spec, &function_aws, metrics.clone(), options.clock.clone())
+                    .await?;
             if let Some(handler) = &function.invoke {
                 invokers.insert(spec.logical_id.clone(), handler.clone());
             }

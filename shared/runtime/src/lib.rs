@@ -12,6 +12,7 @@
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics
 
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod function;
 pub mod retry;

@@ -8,6 +8,7 @@ use chrono::TimeDelta;
 use coursewire_audit::DynamoAuditTrail;
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_publishing::dynamo::DynamoWorkflowStore;
+use coursewire_runtime::clock::Clock;
 use coursewire_runtime::config::{ConfigError, Env};
 use coursewire_runtime::function::BuildError;
 use coursewire_runtime::telemetry::MetricsSink;
@@ -20,6 +21,7 @@ pub fn monitor(
     aws: &aws_config::SdkConfig,
     metrics: Arc<dyn MetricsSink>,
     function: &str,
+    clock: Arc<dyn Clock>,
 ) -> Result<SlaMonitor, BuildError> {
     let env = Env::new(get);
     let minutes = |name: &'static str, default: u64| -> Result<TimeDelta, ConfigError> {
@@ -58,5 +60,6 @@ pub fn monitor(
         deadlines,
         metrics,
         function,
-    ))
+    )
+    .with_clock(clock))
 }

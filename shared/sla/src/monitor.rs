@@ -18,6 +18,7 @@ use coursewire_incidents::{IncidentError, IncidentKind, Incidents, NewIncident, 
 use coursewire_panopto::{Panopto, PanoptoError};
 use coursewire_publishing::ports::WorkflowStore;
 use coursewire_recordings::observation::{Observation, started};
+use coursewire_runtime::clock::{Clock, SystemClock};
 use coursewire_runtime::function::{HandlerError, InvokeHandler, ScheduleHandler};
 use coursewire_runtime::service::ServiceError;
 use coursewire_runtime::telemetry::{Metrics, MetricsSink, Unit};
@@ -97,6 +98,8 @@ pub struct SlaMonitor {
     deadlines: Deadlines,
     metrics: Arc<dyn MetricsSink>,
     function: String,
+    /// What "now" is for a scheduled or invoked tick.
+    clock: Arc<dyn Clock>,
 }
 
 impl SlaMonitor {
@@ -122,7 +125,14 @@ impl SlaMonitor {
             deadlines,
             metrics,
             function: function.to_string(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Ticks on `clock` instead of the system's (the local stack's simulated day).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// One tick at `now`. On error the watermark stays, so the next tick checks this
@@ -262,8 +272,13 @@ impl SlaMonitor {
             .collect();
         let needs_recording =
             |check: Check| matches!(check, Check::MissingRecording | Check::Captions { .. });
-        // A session the poller did not book (pushed by the webhook, recorded by hand) counts
-        // once its workflow matched it to the lecture.
+        // A session the poller did not book (pushed by the webhook, recorded by hand) is a
+        // candidate once its workflow matched it to the lecture. A workflow alone is no proof
+        // of a recording: sessions are filed and shared before class, while still Scheduled.
+        let mut candidates: Vec<BTreeSet<String>> = out
+            .iter()
+            .map(|e| e.session_id.iter().cloned().collect())
+            .collect();
         for (i, (check, row)) in wanted.iter().enumerate() {
             if !needs_recording(*check) || out[i].recorded {
                 continue;
@@ -278,16 +293,16 @@ impl SlaMonitor {
                 .into_iter()
                 .find(|w| w.lecture.as_ref().is_some_and(|l| l.slot == slot))
             {
-                out[i].recorded = true;
-                out[i].session_id = Some(workflow.session_id);
+                candidates[i].insert(workflow.session_id);
             }
         }
-        // The booked sessions still showing nothing, asked about in one call.
+        // The candidate sessions of lectures still showing nothing, asked about in one call.
         let sessions: BTreeSet<String> = wanted
             .iter()
             .zip(&out)
-            .filter(|((check, _), e)| needs_recording(*check) && !e.recorded)
-            .filter_map(|(_, e)| e.session_id.clone())
+            .zip(&candidates)
+            .filter(|(((check, _), e), _)| needs_recording(*check) && !e.recorded)
+            .flat_map(|(_, ids)| ids.iter().cloned())
             .collect();
         if !sessions.is_empty() {
             report.panopto_calls += 1;
@@ -300,12 +315,13 @@ impl SlaMonitor {
                 .filter(|s| started(s.state))
                 .map(|s| s.id)
                 .collect();
-            for e in &mut out {
-                if e.session_id
-                    .as_ref()
-                    .is_some_and(|id| recorded.contains(id))
-                {
+            for (e, ids) in out.iter_mut().zip(&candidates) {
+                if e.recorded {
+                    continue;
+                }
+                if let Some(id) = ids.iter().find(|id| recorded.contains(*id)) {
                     e.recorded = true;
+                    e.session_id = Some(id.clone());
                 }
             }
         }
@@ -540,7 +556,7 @@ fn seconds(d: TimeDelta) -> f64 {
 #[async_trait::async_trait]
 impl ScheduleHandler for SlaMonitor {
     async fn handle(&self, _input: Option<serde_json::Value>) -> Result<(), HandlerError> {
-        let report = self.tick(Utc::now()).await?;
+        let report = self.tick(self.clock.now()).await?;
         tracing::info!(
             lectures = report.lectures_read,
             reads = report.reads,
@@ -557,6 +573,6 @@ impl ScheduleHandler for SlaMonitor {
 #[async_trait::async_trait]
 impl InvokeHandler for SlaMonitor {
     async fn invoke(&self, _event: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
-        Ok(serde_json::to_value(self.tick(Utc::now()).await?)?)
+        Ok(serde_json::to_value(self.tick(self.clock.now()).await?)?)
     }
 }

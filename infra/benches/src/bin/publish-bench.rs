@@ -308,9 +308,13 @@ async fn main() -> Result<()> {
         .iter()
         .find(|f| f.logical_id == ORCHESTRATOR)
         .context("the orchestrator")?;
-    let handlers =
-        coursewire_local::functions::build(spec, &stack.aws, Arc::new(CollectingSink::new()))
-            .await?;
+    let handlers = coursewire_local::functions::build(
+        spec,
+        &stack.aws,
+        Arc::new(CollectingSink::new()),
+        Arc::new(coursewire_runtime::clock::SystemClock),
+    )
+    .await?;
     let orchestrator = handlers.queue.context("a queue handler")?;
     let queue = stack
         .queue_url("RecordingsQueue")

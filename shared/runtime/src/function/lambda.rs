@@ -22,6 +22,7 @@ pub async fn run(description: &'static Description) -> Result<(), Error> {
         aws: &aws,
         metrics: Arc::new(StdoutEmf),
         env: &env,
+        clock: Arc::new(crate::clock::SystemClock),
     };
     let handlers = (description.build)(&setup).await?;
     if let Some(http) = handlers.http.clone() {

@@ -31,6 +31,8 @@ pub struct Setup<'a> {
     /// The function's environment: the process's under Lambda, the one `template.yaml`
     /// resolves to under the local stack.
     pub env: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
+    /// The time the function acts on: the system clock under Lambda.
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Setup<'_> {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_local::campus::panopto_credentials;
+use coursewire_local::clock::PanoptoTime;
 use coursewire_local::stack::{CANVAS_SECRET, LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_local::subscriber::Subscriber;
 use coursewire_simulators::canvas_api::{
@@ -23,6 +24,7 @@ use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The issuer the simulated Canvas signs with (the local stack is configured to expect it).
@@ -172,8 +174,10 @@ async fn start(
                 .as_str(),
         )
         .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str());
+    // The functions keep Panopto's time, so a teaching day moved on by hand is one day for all.
     let mut options = StackOptions {
         overrides,
+        clock: Arc::new(PanoptoTime(panopto.clock())),
         ..StackOptions::default()
     }
     .secret(CANVAS_SECRET, credentials)
@@ -184,6 +188,11 @@ async fn start(
     let stack = LocalStack::start(options)
         .await
         .context("starting the local stack")?;
+    // As README "Connect Canvas" says after the secret is filled: the token now, not in 5 min.
+    stack
+        .invoke("TokenKeeperFunction", serde_json::json!({}))
+        .await
+        .context("the first token-keeper run")?;
     Ok(Local {
         canvas,
         api,
@@ -280,7 +289,11 @@ async fn demo(args: DemoArgs) -> Result<()> {
             caption_delay: Duration::from_secs(30 * 60),
             ..PanoptoSimConfig::default()
         },
-        &[teaching_day::POLLER, teaching_day::SCHEDULER],
+        &[
+            teaching_day::POLLER,
+            teaching_day::SCHEDULER,
+            teaching_day::MONITOR,
+        ],
     )
     .await?;
     let result = run_both(&args, &scenario, &local).await;

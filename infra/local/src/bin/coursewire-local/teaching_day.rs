@@ -2,16 +2,20 @@
 //! courses, sections and rosters the Canvas half has just put into the catalog. Six sections
 //! in six rooms are imported with their departments' rules and booked; the lectures are
 //! recorded while `panopto-poller` ticks (the Panopto clock is moved on by hand, so a day
-//! takes seconds); one recorder drops off the network before class, a person renames a
-//! session after it was filed, a student drops a section mid-day. The summary shows the
-//! recordings published by step, the access changes, the incidents and the audit's answer
-//! for the lecture that did not record.
+//! takes seconds, and every function keeps Panopto's time); one recorder drops off the network
+//! mid-day before its class, one department's caption provider is hours late, a person
+//! renames a session after it was filed, a student drops a section mid-day. `sla-monitor`
+//! ticks through the day. The summary shows the recordings published by step, the access
+//! changes, the incidents opened, paged and auto-resolved with the time from class end to
+//! the missing-recording page, the alarms that fired, and the audit's answer for the lecture
+//! that did not record.
 
 use anyhow::{Context, Result, bail};
 use chrono::{Duration as Delta, Timelike, Utc};
 use coursewire_audit::{Action, AuditTrail, DynamoAuditTrail, Outcome, Scope, Subject, WhyMissing};
 use coursewire_incidents::{DynamoIncidentStore, IncidentStore};
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::alarms::State;
 use coursewire_local::campus::{Campus, Meeting, Room, department_rule};
 use coursewire_local::stack::LocalStack;
 use coursewire_publishing::dynamo::DynamoWorkflowStore;
@@ -32,6 +36,12 @@ use std::time::{Duration, Instant};
 
 pub const POLLER: &str = "PanoptoPollerFunction";
 pub const SCHEDULER: &str = "RecordingSchedulerFunction";
+/// Ticked by hand on Panopto's clock, like the poller (its schedule would tick on real time).
+pub const MONITOR: &str = "SlaMonitorFunction";
+/// The caption SLA of the department whose caption provider is late.
+const LATE_SLA_HOURS: u32 = 1;
+/// How much later than usual that provider's captions come.
+const CAPTIONS_LATE: Duration = Duration::from_secs(3 * 3600);
 const ORCHESTRATOR: &str = "OrchestratorFunction";
 const MODULE: &str = "Lecture recordings";
 const STEPS: [(&str, &str); 6] = [
@@ -47,6 +57,8 @@ const STEPS: [(&str, &str); 6] = [
 /// in course order: the first posts at once, the second waits for its captions, the third
 /// asks for a caption provider this Panopto tenant does not have (its recording needs a
 /// person, and an incident opens).
+/// The provider whose captions come late (its department promises them within the hour).
+const LATE_PROVIDER: &str = "Verbit";
 const RULES: [(&str, &str); 3] = [
     ("Panopto", "before_captions"),
     ("Verbit", "after_captions"),
@@ -160,8 +172,20 @@ pub async fn play(
     let rules: Vec<_> = departments
         .iter()
         .zip(RULES)
-        .map(|(department, (provider, post))| department_rule(department, provider, post, MODULE))
+        .map(|(department, (provider, post))| {
+            let mut rule = department_rule(department, provider, post, MODULE);
+            if provider == LATE_PROVIDER {
+                rule["caption_sla_hours"] = json!(LATE_SLA_HOURS);
+            }
+            rule
+        })
         .collect();
+    // The late provider's department.
+    let late_department = departments
+        .iter()
+        .zip(RULES)
+        .find(|(_, (provider, _))| *provider == LATE_PROVIDER)
+        .map(|(department, _)| department.to_string());
     step(&format!(
         "teaching day: importing {} rooms, {} meetings and {} department rules, booking the recorders",
         rooms.len(),
@@ -223,16 +247,34 @@ pub async fn play(
         },
     )
     .await?;
+    // The late provider's first recorded lecture gets its captions hours late.
+    let late = recorded
+        .iter()
+        .find(|l| Some(&l.department) == late_department.as_ref())
+        .copied()
+        .context("the teaching day needs a recorded lecture whose captions come late")?;
+    panopto.captions_late(&late.session, CAPTIONS_LATE)?;
+    let end = start + Delta::minutes(50);
+    let local = |t: chrono::DateTime<Utc>| t.with_timezone(&campus.zone).format("%H:%M");
+    let to = |at: chrono::DateTime<Utc>| {
+        if let Ok(by) = (at - panopto.now()).to_std() {
+            panopto.advance(by);
+        }
+    };
+    let mut day = Ticks::default();
     step(&format!(
-        "the recorder in {} drops off the network before class ({})",
+        "the recorder in {} drops off the network mid-day, before its class at {}",
         down.room,
-        start.with_timezone(&campus.zone).format("%H:%M")
+        local(start)
     ));
     panopto.disconnect_recorder(&down.recorder)?;
-    panopto.advance(Duration::from_secs(15 * 60));
+    to(start + Delta::minutes(5));
     poll().await?;
-    panopto.advance(Duration::from_secs(60 * 60));
+    day.tick(stack, "class has started").await?;
+    to(end + Delta::minutes(16));
     poll().await?;
+    day.tick(stack, "class is over (and 15 minutes of grace)")
+        .await?;
     step("class is over: recordings complete and are posted to Canvas");
     step(&format!(
         "a teaching assistant renames the {} recording in Panopto by hand",
@@ -240,9 +282,21 @@ pub async fn play(
     ));
     let by_hand = format!("{} — guest lecture (edited by the TA)", renamed.title);
     panopto.rename_session(&renamed.session, &by_hand)?;
-    step("the captions arrive");
-    panopto.advance(Duration::from_secs(35 * 60));
+    to(end + Delta::minutes(45));
     poll().await?;
+    step(&format!(
+        "the captions arrive, except {}'s: {LATE_PROVIDER} is {} h late against a {LATE_SLA_HOURS} h SLA",
+        late.title,
+        CAPTIONS_LATE.as_secs() / 3600
+    ));
+    for hours in [LATE_SLA_HOURS, 2 * LATE_SLA_HOURS] {
+        to(end + Delta::hours(i64::from(hours)) + Delta::minutes(1));
+        poll().await?;
+        day.tick(stack, &format!("{hours} h after class")).await?;
+    }
+    to(end + Delta::minutes(40) + Delta::from_std(CAPTIONS_LATE)? + Delta::minutes(5));
+    poll().await?;
+    step(&format!("{}'s captions arrive at last", late.title));
     let settled = wait(
         Duration::from_secs(90),
         "every recording settled",
@@ -330,6 +384,7 @@ pub async fn play(
         );
     }
     let revoked_in = dropped_at.elapsed();
+    day.tick(stack, "the captions are in").await?;
 
     // Replaying the first section changes nothing: every step is recognised as done.
     let replay = stack
@@ -378,6 +433,8 @@ pub async fn play(
         .filter(|(_, r)| r.status == Status::Published)
         .count();
     let unresolved = incidents.unresolved().await?;
+    // CloudWatch's view of the day: every alarm of the template on what the functions emitted.
+    let alarms = stack.evaluate_alarms(Utc::now()).await?;
     let why = WhyMissing::new(teaching.clone(), Arc::new(trail.clone()));
     let date = start.with_timezone(&campus.zone).date_naive();
     let answer = why
@@ -468,6 +525,54 @@ pub async fn play(
     }
     let _ = writeln!(
         out,
+        "  sla-monitor                {:>6}   incident(s) opened, {} paged, {} auto-resolved",
+        day.opened.len(),
+        day.opened.iter().filter(|o| o.2).count(),
+        day.resolved.len()
+    );
+    for kind in SLA_KINDS {
+        let opened = day.opened(kind);
+        let after: Vec<String> = opened
+            .iter()
+            .map(|o| {
+                let minutes = o.3 / 60.0;
+                if minutes < 0.0 {
+                    format!("{:.0} min before it", -minutes)
+                } else {
+                    format!("{minutes:.0} min")
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "      {kind:<22} {} opened, {} paged, {} resolved; class end to incident {}",
+            opened.len(),
+            opened.iter().filter(|o| o.2).count(),
+            day.resolved(kind),
+            if after.is_empty() {
+                "-".to_string()
+            } else {
+                after.join(", ")
+            }
+        );
+    }
+    let fired: Vec<String> = alarms
+        .iter()
+        .filter(|t| t.to == State::Alarm)
+        .map(|t| format!("{} ({})", t.alarm, truncate(&t.reason, 90)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  alarms fired               {:>6}   {}",
+        fired.len(),
+        if fired.is_empty() {
+            "none: the integration itself stayed healthy (lecture problems page through IncidentsTopic)".to_string()
+        } else {
+            fired.join("\n                                      ")
+        }
+    );
+    let _ = writeln!(
+        out,
         "  why is {}'s lecture missing? (coursewire why-missing)",
         down.title
     );
@@ -480,9 +585,20 @@ pub async fn play(
         (l.needs_person && r.status == Status::NeedsAttention)
             || (!l.needs_person && r.status == Status::Published)
     });
-    let incidents_ok = unresolved.len() == expected_failures;
+    // Still open: the publishing failures and the lecture that was never recorded.
+    let incidents_ok = unresolved.len() == expected_failures + 1;
+    let once_paged = |kind: &str| {
+        let opened = day.opened(kind);
+        opened.len() == 1 && opened[0].2
+    };
+    let sla_ok = once_paged("missing_recording")
+        && day.opened("missing_recording")[0].1.contains(&down.section)
+        && day.resolved("missing_recording") == 0
+        && SLA_KINDS[1..]
+            .iter()
+            .all(|kind| once_paged(kind) && day.resolved(kind) == 1);
     let missing_ok = !answer.verdict.recorded && answer.verdict.line.contains(&down.room);
-    let ok = all_published && drop_ok && replay_clean && incidents_ok && missing_ok;
+    let ok = all_published && drop_ok && replay_clean && incidents_ok && missing_ok && sla_ok;
     if !ok {
         let _ = writeln!(out, "✗ the teaching day did not add up: see above");
         bail!(out);
@@ -491,9 +607,74 @@ pub async fn play(
         out,
         "✓ every recorded lecture was filed, captioned, shared with its roster and posted once \
          (a caption provider Panopto lacks needs a person, with an incident); the person's rename stood; the \
-         dropped student lost access; the audit explains the lecture that did not record"
+         dropped student lost access; sla-monitor warned of the dead recorder before class, paged the \
+         missing lecture once and escalated the late captions, resolving what recovered; the audit \
+         explains the lecture that did not record"
     );
     Ok(out)
+}
+
+/// The incident kinds `sla-monitor` owns, in the summary's order: the missing recording first.
+const SLA_KINDS: [&str; 4] = [
+    "missing_recording",
+    "recorder_down",
+    "caption_sla_missed",
+    "caption_sla_escalated",
+];
+
+/// What `sla-monitor`'s ticks through the day opened and resolved (from their reports).
+#[derive(Default)]
+struct Ticks {
+    /// (kind, subject, paged, seconds from class end to the tick that opened it)
+    opened: Vec<(String, String, bool, f64)>,
+    resolved: Vec<(String, String)>,
+}
+
+impl Ticks {
+    async fn tick(&mut self, stack: &LocalStack, when: &str) -> Result<()> {
+        let report = stack.invoke(MONITOR, json!({})).await?;
+        let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+        let text = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_string();
+        let mut news = Vec::new();
+        for raised in list("raised").iter().filter(|r| r["new"] == true) {
+            let kind = text(raised, "kind");
+            news.push(kind.clone());
+            self.opened.push((
+                kind,
+                text(raised, "subject"),
+                raised["paged"] == true,
+                raised["since_class_end_seconds"].as_f64().unwrap_or(0.0),
+            ));
+        }
+        let mut cleared = Vec::new();
+        for resolved in list("resolved") {
+            let kind = text(&resolved, "kind");
+            cleared.push(kind.clone());
+            self.resolved.push((kind, text(&resolved, "subject")));
+        }
+        let said = |what: &str, kinds: &[String]| {
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!("; {what} {}", kinds.join(", "))
+            }
+        };
+        step(&format!(
+            "sla-monitor ticks ({when}): {} lecture(s) read{}{}",
+            report["lectures_read"],
+            said("opened", &news),
+            said("resolved", &cleared)
+        ));
+        Ok(())
+    }
+
+    fn opened(&self, kind: &str) -> Vec<&(String, String, bool, f64)> {
+        self.opened.iter().filter(|o| o.0 == kind).collect()
+    }
+
+    fn resolved(&self, kind: &str) -> usize {
+        self.resolved.iter().filter(|r| r.0 == kind).count()
+    }
 }
 
 /// A course's department: its course code's subject (`CHEM 350` → `CHEM`).
