@@ -4,12 +4,19 @@
 use anyhow::{Context, Result};
 use coursewire_local::moto::MotoServer;
 use coursewire_local::provision::{Deployed, Overrides, provision};
+use coursewire_local::repo::repo_root;
 use coursewire_local::template::Template;
 use coursewire_teaching::{Entry, Room, TeachingStore};
 use serde_json::json;
 
 /// The Canvas issuer the benches' stages trust (nothing signs with it: no JWT is verified).
 pub const ISSUER: &str = "https://canvas.bench.coursewire";
+
+/// moto from the project's virtualenv, installed on the first run.
+pub async fn start_moto() -> Result<MotoServer> {
+    crate::report::step("starting moto (first run installs it into .venv)");
+    Ok(MotoServer::start(&repo_root()?).await?)
+}
 
 /// The repository's template provisioned on moto as stage `name`.
 pub async fn stage(moto: &MotoServer, name: &str) -> Result<Deployed> {

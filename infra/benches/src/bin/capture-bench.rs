@@ -18,7 +18,7 @@ use chrono::Weekday::{Fri, Mon, Sat, Sun, Thu, Tue, Wed};
 use chrono::{DateTime, Datelike, Duration as Delta, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::Parser;
 use coursewire_audit::DynamoAuditTrail;
-use coursewire_benches::campus::{rooms_and_rule, stage, table};
+use coursewire_benches::campus::{rooms_and_rule, stage, start_moto, table};
 use coursewire_benches::report::{
     git_commit, histogram, micros, percentiles, result_block, start_run, step,
 };
@@ -26,7 +26,6 @@ use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_local::campus::panopto_client;
 use coursewire_local::fault_proxy::{FaultPlan, FaultProxy};
 use coursewire_local::moto::{MotoServer, sdk_config_for};
-use coursewire_local::repo::repo_root;
 use coursewire_pipeline::handoff::SqsEventQueue;
 use coursewire_pipeline::inbox::DynamoInbox;
 use coursewire_pipeline::intake::Intake;
@@ -365,9 +364,7 @@ fn import_files(lectures: usize) -> ImportFiles {
 async fn main() -> Result<()> {
     start_run("CAPTURE_BENCH_LOG", "warn");
     let args = Args::parse();
-    let root = repo_root()?;
-    step("starting moto (first run installs it into .venv)");
-    let moto = MotoServer::start(&root).await?;
+    let moto = start_moto().await?;
     let mut lines = Vec::new();
     let mut failures = Vec::new();
     let mut cases = Vec::new();

@@ -15,7 +15,7 @@ use chrono::Weekday::{Fri, Mon, Sat, Sun, Thu, Tue, Wed};
 use chrono::{DateTime, Duration as Delta, NaiveDate, NaiveTime, TimeZone, Utc};
 use clap::Parser;
 use coursewire_audit::DynamoAuditTrail;
-use coursewire_benches::campus::{rooms_and_rule, stage, table};
+use coursewire_benches::campus::{rooms_and_rule, stage, start_moto, table};
 use coursewire_benches::report::{
     git_commit, histogram, micros, percentiles, result_block, start_run, step,
 };
@@ -24,7 +24,6 @@ use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_local::campus::panopto_client;
 use coursewire_local::fault_proxy::{FaultPlan, FaultProxy};
 use coursewire_local::moto::{MotoServer, sdk_config_for};
-use coursewire_local::repo::repo_root;
 use coursewire_publishing::dynamo::DynamoWorkflowStore;
 use coursewire_runtime::telemetry::CollectingSink;
 use coursewire_simulators::panopto::{PanoptoSim, PanoptoSimConfig};
@@ -33,6 +32,7 @@ use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, Entry, MeetingPattern, TeachingStore};
 use futures::StreamExt;
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,8 @@ async fn day_case(moto: &MotoServer, args: &Args, scale: usize) -> Result<Case> 
     rooms_and_rule(store.as_ref(), &recorders, "{course_code} Lecture {n}", 24).await?;
     let room_map = store.rooms().await?;
     let mut lectures = Vec::new();
+    // One section in `missing_every` has no recording on the measured day.
+    let mut unrecorded = BTreeSet::new();
     for i in 0..per_day {
         let seconds = (8 * 3600 + i * 14 * 3600 / per_day) as u32;
         let start =
@@ -120,6 +122,9 @@ async fn day_case(moto: &MotoServer, args: &Args, scale: usize) -> Result<Case> 
             cancelled: Default::default(),
             extra: Vec::new(),
         };
+        if i % args.missing_every == 0 {
+            unrecorded.insert(pattern.section_id.clone());
+        }
         lectures.extend(coursewire_teaching::lectures::expand(&pattern, &room_map)?);
     }
     step(&format!(
@@ -128,12 +133,8 @@ async fn day_case(moto: &MotoServer, args: &Args, scale: usize) -> Result<Case> 
     ));
     let recorded = json!({"version": 3, "recorder": "Stopped", "captions": true,
         "session": {"name": "recorded", "folder_id": null, "state": "Complete"}});
-    // One section in `missing_every` has no recording on the measured day.
     let is_missing = |l: &coursewire_teaching::Lecture| {
-        l.local_date == day()
-            && l.section_id[l.section_id.len() - 6..]
-                .parse::<usize>()
-                .is_ok_and(|n| (n - 100_000) % args.missing_every == 0)
+        l.local_date == day() && unrecorded.contains(&l.section_id)
     };
     let writes = lectures.iter().map(|lecture| {
         let (store, recorded) = (store.clone(), recorded.clone());
@@ -249,31 +250,26 @@ async fn day_case(moto: &MotoServer, args: &Args, scale: usize) -> Result<Case> 
     Ok(case)
 }
 
-fn seconds(h: &hdrhistogram::Histogram<u64>) -> String {
+/// p50, p99 and max of `h`, each divided by `per` and written by `show`.
+fn spread(h: &hdrhistogram::Histogram<u64>, per: f64, show: fn(f64) -> String) -> String {
+    let at = |q: f64| show(h.value_at_quantile(q) as f64 / per);
     format!(
-        "p50 {:.1} s, p99 {:.1} s, max {:.1} s",
-        h.value_at_quantile(0.5) as f64 / 1e6,
-        h.value_at_quantile(0.99) as f64 / 1e6,
-        h.max() as f64 / 1e6
+        "p50 {}, p99 {}, max {}",
+        at(0.5),
+        at(0.99),
+        show(h.max() as f64 / per)
     )
 }
 
 fn counts(h: &hdrhistogram::Histogram<u64>) -> String {
-    format!(
-        "p50 {}, p99 {}, max {}",
-        h.value_at_quantile(0.5),
-        h.value_at_quantile(0.99),
-        h.max()
-    )
+    spread(h, 1.0, |v| format!("{v:.0}"))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     start_run("SLA_BENCH_LOG", "warn");
     let args = Args::parse();
-    let root = repo_root()?;
-    step("starting moto (first run installs it into .venv)");
-    let moto = MotoServer::start(&root).await?;
+    let moto = start_moto().await?;
     let mut lines = Vec::new();
     let mut failures = Vec::new();
     let mut cases = Vec::new();
@@ -302,7 +298,11 @@ async fn main() -> Result<()> {
         ));
         lines.push((
             format!("  class end + grace to page, {}x", c.scale),
-            format!("{} ({} paged)", seconds(&c.page_delay), c.paged),
+            format!(
+                "{} ({} paged)",
+                spread(&c.page_delay, 1e6, |v| format!("{v:.1} s")),
+                c.paged
+            ),
         ));
         if c.paged != c.missing {
             failures.push(format!(

@@ -13,7 +13,7 @@
 use anyhow::{Context, Result, bail};
 use chrono::{Duration as Delta, Timelike, Utc};
 use coursewire_audit::{Action, AuditTrail, DynamoAuditTrail, Outcome, Scope, Subject, WhyMissing};
-use coursewire_incidents::{DynamoIncidentStore, IncidentStore};
+use coursewire_incidents::{DynamoIncidentStore, IncidentKind, IncidentStore};
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_local::alarms::State;
 use coursewire_local::campus::{Campus, Meeting, Room, department_rule};
@@ -527,7 +527,7 @@ pub async fn play(
         out,
         "  sla-monitor                {:>6}   incident(s) opened, {} paged, {} auto-resolved",
         day.opened.len(),
-        day.opened.iter().filter(|o| o.2).count(),
+        day.opened.iter().filter(|o| o.paged).count(),
         day.resolved.len()
     );
     for kind in SLA_KINDS {
@@ -535,7 +535,7 @@ pub async fn play(
         let after: Vec<String> = opened
             .iter()
             .map(|o| {
-                let minutes = o.3 / 60.0;
+                let minutes = o.since_class_end_seconds / 60.0;
                 if minutes < 0.0 {
                     format!("{:.0} min before it", -minutes)
                 } else {
@@ -545,9 +545,10 @@ pub async fn play(
             .collect();
         let _ = writeln!(
             out,
-            "      {kind:<22} {} opened, {} paged, {} resolved; class end to incident {}",
+            "      {:<22} {} opened, {} paged, {} resolved; class end to incident {}",
+            kind.as_str(),
             opened.len(),
-            opened.iter().filter(|o| o.2).count(),
+            opened.iter().filter(|o| o.paged).count(),
             day.resolved(kind),
             if after.is_empty() {
                 "-".to_string()
@@ -587,16 +588,17 @@ pub async fn play(
     });
     // Still open: the publishing failures and the lecture that was never recorded.
     let incidents_ok = unresolved.len() == expected_failures + 1;
-    let once_paged = |kind: &str| {
+    let once_paged = |kind: IncidentKind| {
         let opened = day.opened(kind);
-        opened.len() == 1 && opened[0].2
+        opened.len() == 1 && opened[0].paged
     };
-    let sla_ok = once_paged("missing_recording")
-        && day.opened("missing_recording")[0].1.contains(&down.section)
-        && day.resolved("missing_recording") == 0
+    let missing = IncidentKind::MissingRecording;
+    let sla_ok = once_paged(missing)
+        && day.opened(missing)[0].subject.contains(&down.section)
+        && day.resolved(missing) == 0
         && SLA_KINDS[1..]
             .iter()
-            .all(|kind| once_paged(kind) && day.resolved(kind) == 1);
+            .all(|kind| once_paged(*kind) && day.resolved(*kind) == 1);
     let missing_ok = !answer.verdict.recorded && answer.verdict.line.contains(&down.room);
     let ok = all_published && drop_ok && replay_clean && incidents_ok && missing_ok && sla_ok;
     if !ok {
@@ -615,44 +617,54 @@ pub async fn play(
 }
 
 /// The incident kinds `sla-monitor` owns, in the summary's order: the missing recording first.
-const SLA_KINDS: [&str; 4] = [
-    "missing_recording",
-    "recorder_down",
-    "caption_sla_missed",
-    "caption_sla_escalated",
+const SLA_KINDS: [IncidentKind; 4] = [
+    IncidentKind::MissingRecording,
+    IncidentKind::RecorderDown,
+    IncidentKind::CaptionSlaMissed,
+    IncidentKind::CaptionSlaEscalated,
 ];
+
+/// An incident a tick opened.
+struct Opened {
+    kind: IncidentKind,
+    subject: String,
+    paged: bool,
+    /// From class end to the tick that opened it (negative: before class end).
+    since_class_end_seconds: f64,
+}
 
 /// What `sla-monitor`'s ticks through the day opened and resolved (from their reports).
 #[derive(Default)]
 struct Ticks {
-    /// (kind, subject, paged, seconds from class end to the tick that opened it)
-    opened: Vec<(String, String, bool, f64)>,
-    resolved: Vec<(String, String)>,
+    opened: Vec<Opened>,
+    resolved: Vec<IncidentKind>,
 }
 
 impl Ticks {
     async fn tick(&mut self, stack: &LocalStack, when: &str) -> Result<()> {
         let report = stack.invoke(MONITOR, json!({})).await?;
         let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
-        let text = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_string();
-        let mut news = Vec::new();
+        let kind = |v: &serde_json::Value| -> Result<IncidentKind> {
+            serde_json::from_value(v["kind"].clone())
+                .context("an incident kind in the tick's report")
+        };
+        let (mut news, mut cleared) = (Vec::new(), Vec::new());
         for raised in list("raised").iter().filter(|r| r["new"] == true) {
-            let kind = text(raised, "kind");
-            news.push(kind.clone());
-            self.opened.push((
+            let kind = kind(raised)?;
+            news.push(kind.as_str());
+            self.opened.push(Opened {
                 kind,
-                text(raised, "subject"),
-                raised["paged"] == true,
-                raised["since_class_end_seconds"].as_f64().unwrap_or(0.0),
-            ));
+                subject: raised["subject"].as_str().unwrap_or("").to_string(),
+                paged: raised["paged"] == true,
+                since_class_end_seconds: raised["since_class_end_seconds"].as_f64().unwrap_or(0.0),
+            });
         }
-        let mut cleared = Vec::new();
         for resolved in list("resolved") {
-            let kind = text(&resolved, "kind");
-            cleared.push(kind.clone());
-            self.resolved.push((kind, text(&resolved, "subject")));
+            let kind = kind(&resolved)?;
+            cleared.push(kind.as_str());
+            self.resolved.push(kind);
         }
-        let said = |what: &str, kinds: &[String]| {
+        let said = |what: &str, kinds: &[&str]| {
             if kinds.is_empty() {
                 String::new()
             } else {
@@ -668,12 +680,12 @@ impl Ticks {
         Ok(())
     }
 
-    fn opened(&self, kind: &str) -> Vec<&(String, String, bool, f64)> {
-        self.opened.iter().filter(|o| o.0 == kind).collect()
+    fn opened(&self, kind: IncidentKind) -> Vec<&Opened> {
+        self.opened.iter().filter(|o| o.kind == kind).collect()
     }
 
-    fn resolved(&self, kind: &str) -> usize {
-        self.resolved.iter().filter(|r| r.0 == kind).count()
+    fn resolved(&self, kind: IncidentKind) -> usize {
+        self.resolved.iter().filter(|k| **k == kind).count()
     }
 }
 
