@@ -3,6 +3,7 @@
 //! bounded waits that say what they were waiting for.
 
 pub mod md5;
+pub mod on_call;
 pub mod pages;
 pub mod schemas;
 

@@ -10,7 +10,9 @@
 //!
 //! Evaluation is on a clock the caller gives, so a test can ask "and five minutes later?"
 //! without waiting. Queue ages are approximated by how long a queue has been non-empty at
-//! the evaluations seen (SQS's own `ApproximateAgeOfOldestMessage` is not in moto).
+//! the evaluations seen (SQS's own `ApproximateAgeOfOldestMessage` is not in moto). Lambda's
+//! `Errors` of a function are the invocations that failed (returned an error, panicked or
+//! timed out) since the previous evaluation, as the local event sources counted them.
 
 use crate::provision::Deployed;
 use crate::template::{Template, TemplateError, scalar_to_string};
@@ -417,6 +419,10 @@ pub struct Alarms {
     queues: BTreeMap<String, String>,
     samples: BTreeMap<String, Vec<QueueSample>>,
     nonempty_since: BTreeMap<String, DateTime<Utc>>,
+    /// Function name -> (evaluation time, errors since the evaluation before).
+    function_errors: BTreeMap<String, Vec<(DateTime<Utc>, f64)>>,
+    /// Function name -> errors counted up to the last evaluation.
+    errors_seen: BTreeMap<String, u64>,
     sqs: aws_sdk_sqs::Client,
     sns: aws_sdk_sns::Client,
     kms: aws_sdk_kms::Client,
@@ -464,6 +470,8 @@ impl Alarms {
             queues,
             samples: BTreeMap::new(),
             nonempty_since: BTreeMap::new(),
+            function_errors: BTreeMap::new(),
+            errors_seen: BTreeMap::new(),
             sqs: aws_sdk_sqs::Client::new(aws),
             sns: aws_sdk_sns::Client::new(aws),
             kms: aws_sdk_kms::Client::new(aws),
@@ -480,8 +488,14 @@ impl Alarms {
     }
 
     /// Evaluates every alarm as of `at`, publishing each state change to its actions.
-    pub async fn evaluate(&mut self, at: DateTime<Utc>) -> Result<Vec<Transition>, AlarmError> {
+    /// `errors` is every function's failed invocations so far, by function name.
+    pub async fn evaluate(
+        &mut self,
+        at: DateTime<Utc>,
+        errors: &BTreeMap<String, u64>,
+    ) -> Result<Vec<Transition>, AlarmError> {
         self.sample_queues(at).await?;
+        self.sample_errors(at, errors);
         let mut transitions = Vec::new();
         for spec in self.specs.clone() {
             let (to, reason) = self.judge(&spec, at);
@@ -599,11 +613,39 @@ impl Alarms {
                         .collect()
                 })
                 .unwrap_or_default()
+        } else if q.namespace == "AWS/Lambda" && q.name == "Errors" {
+            let function = q
+                .dimensions
+                .iter()
+                .find(|(k, _)| k == "FunctionName")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            self.function_errors
+                .get(function)
+                .map(|samples| {
+                    samples
+                        .iter()
+                        .filter(|(at, _)| *at > from && *at <= to)
+                        .map(|(_, n)| *n)
+                        .collect()
+                })
+                .unwrap_or_default()
         } else {
             self.metrics
                 .values_between(&q.name, &q.dimensions, from, to)
         };
         q.stat.of(&values)
+    }
+
+    /// The errors of each function since the last evaluation, stamped `at`.
+    fn sample_errors(&mut self, at: DateTime<Utc>, errors: &BTreeMap<String, u64>) {
+        for (function, &total) in errors {
+            let seen = self.errors_seen.insert(function.clone(), total).unwrap_or(0);
+            self.function_errors
+                .entry(function.clone())
+                .or_default()
+                .push((at, total.saturating_sub(seen) as f64));
+        }
     }
 
     /// One sample of every queue an alarm reads, stamped `at`.

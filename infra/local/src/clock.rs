@@ -1,15 +1,29 @@
-//! The functions' clock on the local stack when a scenario runs on Panopto's simulated time:
-//! the teaching day moves Panopto's clock on by hand, and `sla-monitor` sees the same day.
+//! A simulated clock for the functions on the local stack: a scenario moves it on by hand,
+//! so "ten minutes later" takes no waiting. The teaching day runs on Panopto's simulated
+//! clock, and `sla-monitor` sees the same day; alarm tests stamp the functions' metrics with
+//! one (`StackOptions::metrics_clock`) and move it on between evaluations.
 
 use chrono::{DateTime, Utc};
 use coursewire_runtime::clock::Clock;
 use coursewire_simulators::panopto::SimClock;
 use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug)]
-pub struct PanoptoTime(pub Arc<SimClock>);
+#[derive(Debug, Clone)]
+pub struct SimulatedTime(pub Arc<SimClock>);
 
-impl Clock for PanoptoTime {
+impl SimulatedTime {
+    /// A clock reading the real time now, running at real speed, moved on by [`Self::advance`].
+    pub fn from_now() -> Self {
+        Self(Arc::new(SimClock::new(Utc::now(), 1.0)))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.advance(by);
+    }
+}
+
+impl Clock for SimulatedTime {
     fn now(&self) -> DateTime<Utc> {
         self.0.now()
     }

@@ -91,6 +91,9 @@ pub struct Overrides {
     pub queue_attributes: BTreeMap<String, BTreeMap<String, String>>,
     /// Queue logical id -> `maxReceiveCount` in its RedrivePolicy.
     pub max_receive_count: BTreeMap<String, u32>,
+    /// Function logical id -> environment variables set over the template's, as someone
+    /// editing a deployed function's configuration by hand would.
+    pub function_environment: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Overrides {
@@ -119,6 +122,19 @@ impl Overrides {
 
     pub fn max_receive_count(mut self, queue: impl Into<String>, count: u32) -> Self {
         self.max_receive_count.insert(queue.into(), count);
+        self
+    }
+
+    pub fn function_environment(
+        mut self,
+        function: impl Into<String>,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.function_environment
+            .entry(function.into())
+            .or_default()
+            .insert(name.into(), value.into());
         self
     }
 }
@@ -262,7 +278,12 @@ pub async fn provision(
         }
     }
 
-    let functions = template.functions(&ctx)?;
+    let mut functions = template.functions(&ctx)?;
+    for function in &mut functions {
+        if let Some(extra) = overrides.function_environment.get(&function.logical_id) {
+            function.environment.extend(extra.clone());
+        }
+    }
     let parameters = template
         .parameters()
         .filter_map(|p| {

@@ -69,6 +69,10 @@ pub struct StackOptions {
     pub secrets: Vec<(String, serde_json::Value)>,
     /// The functions' clock: the system's unless a scenario runs on a simulated one.
     pub clock: Arc<dyn Clock>,
+    /// The clock the emitted metrics are stamped with, as EMF's `Timestamp` (the host's
+    /// clock under Lambda). An alarm test puts a simulated one here, so that five minutes of
+    /// metrics take seconds and the alarms read them period by period as CloudWatch would.
+    pub metrics_clock: Arc<dyn Clock>,
 }
 
 impl Default for StackOptions {
@@ -80,6 +84,7 @@ impl Default for StackOptions {
             faults: None,
             secrets: Vec::new(),
             clock: Arc::new(SystemClock),
+            metrics_clock: Arc::new(SystemClock),
         }
     }
 }
@@ -167,6 +172,7 @@ pub struct LocalStack {
     fault_proxy: Option<FaultProxy>,
     /// The template's alarms, evaluated when asked ([`LocalStack::evaluate_alarms`]).
     alarms: tokio::sync::Mutex<crate::alarms::Alarms>,
+    metrics_clock: Arc<dyn Clock>,
 }
 
 impl LocalStack {
@@ -190,7 +196,7 @@ impl LocalStack {
                 .await
                 .map_err(|e| StackError::Secret(format!("storing {logical_id}: {e}")))?;
         }
-        let metrics = Arc::new(CollectingSink::new());
+        let metrics = Arc::new(CollectingSink::with_clock(options.metrics_clock.clone()));
         let shutdown = ShutdownToken::new();
         let sqs = aws_sdk_sqs::Client::new(&aws);
 
@@ -270,7 +276,14 @@ impl LocalStack {
             shutdown,
             fault_proxy,
             alarms: tokio::sync::Mutex::new(alarms),
+            metrics_clock: options.metrics_clock,
         })
+    }
+
+    /// The time on the metrics' clock ([`StackOptions::metrics_clock`]): when to evaluate
+    /// the alarms for "now".
+    pub fn metrics_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.metrics_clock.now()
     }
 
     /// Evaluates every alarm of the template as of `at` (CloudWatch does this each minute;
@@ -279,7 +292,21 @@ impl LocalStack {
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<crate::alarms::Transition>, StackError> {
-        Ok(self.alarms.lock().await.evaluate(at).await?)
+        let errors = self.function_errors();
+        Ok(self.alarms.lock().await.evaluate(at, &errors).await?)
+    }
+
+    /// Lambda's `Errors` so far per function name: invocations that returned an error,
+    /// panicked or timed out, from every event source of the function.
+    fn function_errors(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (source, counters) in self.counters() {
+            let logical_id = source.split('/').next().unwrap_or_default();
+            if let Some(name) = self.deployed.ref_value(logical_id) {
+                *out.entry(name.to_string()).or_default() += counters.failed_invocations;
+            }
+        }
+        out
     }
 
     /// The fault proxy in front of moto, when the stack was started with a fault plan.

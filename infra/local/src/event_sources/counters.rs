@@ -8,7 +8,7 @@ use super::*;
 pub struct Counters {
     /// Handler invocations (batches, HTTP requests, schedule ticks).
     pub invocations: AtomicU64,
-    /// Invocations that failed as a whole: `Err`, panic or timeout.
+    /// Invocations that failed as a whole: `Err`, panic or timeout (Lambda's `Errors`).
     pub failed_invocations: AtomicU64,
     pub messages_received: AtomicU64,
     /// Messages deleted after a successful invocation.

@@ -125,8 +125,8 @@ async fn serve_function_url(
 
     add(&state.counters.invocations, 1);
     let (parts, body) = request.into_parts();
+    // Refused by the URL before the function runs: not a function error.
     let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
-        add(&state.counters.failed_invocations, 1);
         return (
             http::StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation"),
@@ -140,12 +140,9 @@ async fn serve_function_url(
     )
     .await;
     match outcome {
-        Ok(Ok(response)) => {
-            if response.status().is_server_error() {
-                add(&state.counters.failed_invocations, 1);
-            }
-            response.into_response()
-        }
+        // A 5xx the handler chose is an answer, not a function error (Lambda counts neither
+        // in `Errors`); the function's own metrics count those.
+        Ok(Ok(response)) => response.into_response(),
         // What a function URL answers when the function errors or times out.
         Ok(Err(_panic)) => {
             add(&state.counters.failed_invocations, 1);

@@ -90,6 +90,20 @@ impl Tokens {
             .map(|t| t.client_id.clone())
     }
 
+    /// An administrator generates a new secret for the API client: the old secret is refused
+    /// from now on and the tokens issued with it stop working. `None` for an unknown client.
+    pub(crate) fn regenerate_secret(&mut self, client_id: &str) -> Option<String> {
+        let secret = self.clients.get_mut(client_id)?;
+        *secret = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let secret = secret.clone();
+        self.issued.retain(|_, t| t.client_id != client_id);
+        Some(secret)
+    }
+
     /// Every token issued so far expires now.
     pub(crate) fn expire_all(&mut self, now: DateTime<Utc>) {
         for token in self.issued.values_mut() {
@@ -125,5 +139,25 @@ mod tests {
         assert_eq!(tokens.validate(&token, now + TimeDelta::seconds(61)), None);
         tokens.expire_all(now);
         assert_eq!(tokens.validate(&token, now), None);
+    }
+
+    #[test]
+    fn a_regenerated_secret_refuses_the_old_one_and_ends_its_tokens() {
+        let now = Utc::now();
+        let mut tokens = Tokens::new(
+            &[("c".into(), "s".into())],
+            std::time::Duration::from_secs(60),
+        );
+        let grant = |tokens: &mut Tokens, secret: &str| {
+            tokens.grant(Some("client_credentials"), Some("c"), Some(secret), now)
+        };
+        let (token, _) = grant(&mut tokens, "s").unwrap();
+        let secret = tokens.regenerate_secret("c").unwrap();
+        assert_ne!(secret, "s");
+        assert_eq!(tokens.validate(&token, now), None);
+        assert_eq!(grant(&mut tokens, "s"), Err(Refusal::InvalidClient));
+        let (fresh, _) = grant(&mut tokens, &secret).unwrap();
+        assert_eq!(tokens.validate(&fresh, now).as_deref(), Some("c"));
+        assert_eq!(tokens.regenerate_secret("nobody"), None);
     }
 }

@@ -223,6 +223,13 @@ impl PanoptoSim {
         lock(&self.app.tokens).expire_all(self.app.now());
     }
 
+    /// Someone regenerates the API client's secret in Panopto's admin pages: coursewire's
+    /// secret is refused and its tokens stop working until the new secret is put in. Returns
+    /// the new secret (`None` for an unknown client).
+    pub fn regenerate_client_secret(&self, client_id: &str) -> Option<String> {
+        lock(&self.app.tokens).regenerate_secret(client_id)
+    }
+
     /// The next `n` API requests (REST or SOAP) answer 429 with this `Retry-After`.
     pub fn force_throttle(&self, n: usize, retry_after: Duration) {
         lock(&self.app.throttle).force(n, retry_after);

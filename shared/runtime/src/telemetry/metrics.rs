@@ -1,5 +1,6 @@
 //! Metrics collected per invocation and flushed as CloudWatch EMF.
 
+use crate::clock::{Clock, SystemClock};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -246,15 +247,31 @@ mod tests {
 
 /// Keeps every published metric set in memory: the local runner's summary and the tests read
 /// the same metrics the functions emit in production.
-#[derive(Default)]
 pub struct CollectingSink {
     /// Each set with when it was published (the local alarms read periods of them).
     sets: Mutex<Vec<(chrono::DateTime<chrono::Utc>, MetricSet)>>,
+    /// Stamps each set as EMF's `Timestamp` would: the functions' clock.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for CollectingSink {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CollectingSink {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// Stamps sets with `clock`: on a simulated clock, "five minutes of metrics" can be made
+    /// in seconds and the alarms read them as CloudWatch would.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            sets: Mutex::new(Vec::new()),
+            clock,
+        }
     }
 
     /// Sum of `name` over every set whose dimensions include all of `filter`.
@@ -348,7 +365,7 @@ impl CollectingSink {
 
 impl MetricsSink for CollectingSink {
     fn publish(&self, sets: Vec<MetricSet>) {
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         self.with_sets_mut(|all| all.extend(sets.into_iter().map(|set| (now, set))));
     }
 }

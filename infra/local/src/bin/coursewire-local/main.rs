@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coursewire_live_events::catalog::DynamoCatalog;
 use coursewire_local::campus::panopto_credentials;
-use coursewire_local::clock::PanoptoTime;
+use coursewire_local::clock::SimulatedTime;
 use coursewire_local::stack::{CANVAS_SECRET, LocalStack, SimulatedCanvas, StackOptions};
 use coursewire_local::subscriber::Subscriber;
 use coursewire_simulators::canvas_api::{
@@ -177,7 +177,7 @@ async fn start(
     // The functions keep Panopto's time, so a teaching day moved on by hand is one day for all.
     let mut options = StackOptions {
         overrides,
-        clock: Arc::new(PanoptoTime(panopto.clock())),
+        clock: Arc::new(SimulatedTime(panopto.clock())),
         ..StackOptions::default()
     }
     .secret(CANVAS_SECRET, credentials)
