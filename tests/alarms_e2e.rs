@@ -299,8 +299,11 @@ fn fresh_event(examples: &[coursewire_tests::Example], event_type: &str, n: i64)
         .with_context(|| format!("no {event_type} example"))?
         .payload
         .clone();
-    payload["metadata"]["event_time"] =
-        json!((Utc::now() - Delta::seconds(n)).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+    payload["metadata"]["event_time"] = json!(
+        (Utc::now() - Delta::seconds(n))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    );
     Ok(payload)
 }
 
@@ -381,12 +384,18 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
         .map(|(n, t)| fresh_event(&examples, t, n as i64))
         .collect::<Result<_>>()?;
     ensure!(deliver(&h, &slow).await? == [200; 5], "slow deliveries");
-    wait_until(Duration::from_secs(30), "five changes on the bus", || async {
-        Ok(published() >= 5)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "five changes on the bus",
+        || async { Ok(published() >= 5) },
+    )
     .await?;
     on_call
-        .expect(&h, h.stack.metrics_now(), &[("propagation-p99", State::Alarm)])
+        .expect(
+            &h,
+            h.stack.metrics_now(),
+            &[("propagation-p99", State::Alarm)],
+        )
         .await?;
 
     // EventBridge recovers; five minutes on, changes are prompt again.
@@ -398,9 +407,11 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
         .map(|(n, t)| fresh_event(&examples, t, n as i64))
         .collect::<Result<_>>()?;
     ensure!(deliver(&h, &prompt).await? == [200; 5], "prompt deliveries");
-    wait_until(Duration::from_secs(30), "ten changes on the bus", || async {
-        Ok(published() >= 10)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "ten changes on the bus",
+        || async { Ok(published() >= 10) },
+    )
     .await?;
     on_call
         .expect(&h, h.stack.metrics_now(), &[("propagation-p99", State::Ok)])
@@ -447,7 +458,10 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
         .enumerate()
         .map(|(n, t)| fresh_event(&examples, t, 200 + n as i64))
         .collect::<Result<_>>()?;
-    ensure!(deliver(&h, &stuck).await? == [502; 3], "timed-out deliveries");
+    ensure!(
+        deliver(&h, &stuck).await? == [502; 3],
+        "timed-out deliveries"
+    );
     on_call
         .expect(
             &h,

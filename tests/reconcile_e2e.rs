@@ -6,16 +6,20 @@
 //! mid-sync, 5xx bursts, throttling by another consumer of the same token, a revoked grant.
 
 use anyhow::{Context, Result, ensure};
+use chrono::Duration as Delta;
 use coursewire_live_events::catalog::{DynamoCatalog, EntityRecord};
 use coursewire_live_events::live_events::{self, DeliveryHints};
+use coursewire_local::alarms::State;
+use coursewire_local::clock::SimulatedTime;
 use coursewire_local::provision::Overrides;
 use coursewire_local::stack::{CANVAS_SECRET, StackOptions};
 use coursewire_local::subscriber::Subscriber;
 use coursewire_simulators::canvas_api::{
-    self, ApiSimConfig, CanvasApiSim, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RECONCILED_TYPES,
-    ThrottleStatus, World, reconciled_mismatches,
+    self, ApiSimConfig, CanvasApiSim, CostModel, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    RECONCILED_TYPES, ThrottleStatus, World, reconciled_mismatches,
 };
 use coursewire_simulators::canvas_live_events::{Emission, Scenario, ScenarioConfig, Truth};
+use coursewire_tests::on_call::{OnCall, messages_of, states_of};
 use coursewire_tests::schemas::validate_change_event;
 use coursewire_tests::{Harness, wait_until};
 use serde_json::{Value, json};
@@ -52,17 +56,32 @@ async fn start(
     config: ApiSimConfig,
     scenario: &Scenario,
 ) -> Result<(CanvasApiSim, Harness)> {
+    start_with(test, config, scenario, StackOptions::default()).await
+}
+
+/// [`start`] on top of `options` (their overrides win).
+async fn start_with(
+    test: &str,
+    config: ApiSimConfig,
+    scenario: &Scenario,
+    options: StackOptions,
+) -> Result<(CanvasApiSim, Harness)> {
     let outflow = (config.outflow * config.time_scale).round().max(1.0);
     let sim = CanvasApiSim::start(config, World::from_events(&scenario.events)).await?;
+    let mut overrides = Overrides::default()
+        .parameter("CanvasAccountId", account_id(&sim).as_str())
+        .parameter("CanvasRootAccountId", root_account(scenario).as_str())
+        // The simulator leaks faster than Canvas so tests run in seconds.
+        .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str());
+    overrides
+        .parameters
+        .extend(options.overrides.parameters.clone());
+    overrides.function_environment = options.overrides.function_environment.clone();
     let h = Harness::start(
         test,
         StackOptions {
-            overrides: Overrides::default()
-                .parameter("CanvasAccountId", account_id(&sim).as_str())
-                .parameter("CanvasRootAccountId", root_account(scenario).as_str())
-                // The simulator leaks faster than Canvas so tests run in seconds.
-                .parameter("CanvasOutflowPerSecond", outflow.to_string().as_str()),
-            ..StackOptions::default()
+            overrides,
+            ..options
         }
         .secret(CANVAS_SECRET, credentials(&sim)?),
     )
@@ -407,38 +426,129 @@ async fn expiring_tokens_5xx_bursts_and_throttling_end_in_a_complete_sync() -> R
     Ok(())
 }
 
+/// Invokes token-keeper and returns the `CanvasTokenHealthy` it reported.
+async fn token_health(h: &Harness) -> Result<Option<f64>> {
+    let before = h.stack.metrics.values("CanvasTokenHealthy").len();
+    let _ = h.stack.invoke("TokenKeeperFunction", json!({})).await;
+    let values = h.stack.metrics.values("CanvasTokenHealthy");
+    Ok(values.get(before).copied())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_revoked_grant_stops_every_call_and_raises_the_alert() -> Result<()> {
+async fn a_quota_hog_and_a_revoked_grant_page_on_call_and_clear() -> Result<()> {
     let scenario = Scenario::build(ScenarioConfig {
         seed: 406,
         courses: 1,
         ..ScenarioConfig::default()
     });
-    let (sim, h) = start(
+    // The deployment budgets 1 unit/s of the token's quota (it shares the token with other
+    // tools), but someone raised the reconciler's CANVAS_OUTFLOW_PER_SEC by hand to Canvas's
+    // whole outflow. Canvas prices this course's requests at about 20 units each. Metrics
+    // are stamped on a clock the test moves on, a minute at a time.
+    let metrics_clock = SimulatedTime::from_now();
+    let (sim, h) = start_with(
         "reconcile-revoked",
         ApiSimConfig {
             time_scale: 20.0,
+            cost: CostModel {
+                base: 20.0,
+                ..CostModel::default()
+            },
             ..ApiSimConfig::default()
         },
         &scenario,
+        StackOptions {
+            overrides: Overrides::default()
+                .parameter("CanvasOutflowPerSecond", "1")
+                .function_environment("ReconcilerFunction", "CANVAS_OUTFLOW_PER_SEC", "200"),
+            metrics_clock: Arc::new(metrics_clock.clone()),
+            ..StackOptions::default()
+        }
+        .pause("TokenKeeperFunction")
+        .pause("ReconcilerFunction"),
     )
     .await?;
+    let mut on_call = OnCall::subscribe(&h).await?;
     let course = scenario
         .events
         .iter()
         .find(|e| e.entity.0 == "course")
         .map(|e| e.entity.1.clone())
         .context("no course in the scenario")?;
+    let reconcile = || {
+        h.stack
+            .invoke("ReconcilerFunction", json!({"course_id": course}))
+    };
+    let spent = || h.metric("CanvasRequestCost", &[("Function", "reconciler")]);
+
+    ensure!(
+        token_health(&h).await? == Some(1.0),
+        "token-keeper at start"
+    );
+    let t0 = h.stack.metrics_now();
+    on_call
+        .expect(
+            &h,
+            t0,
+            &[
+                ("canvas-quota-burn", State::Ok),
+                ("canvas-token-unhealthy", State::Ok),
+            ],
+        )
+        .await?;
+
+    // Five minutes, each spending more than the 60 units a minute the budget allows (in its
+    // first seconds). Each is evaluated half a minute in, so its period holds that minute's
+    // spending only.
+    let minute = |k: i64| t0 + Delta::seconds(60 * k + 10);
+    let move_to = |t: chrono::DateTime<chrono::Utc>| -> Result<chrono::DateTime<chrono::Utc>> {
+        let now = h.stack.metrics_now();
+        let by = (t - now)
+            .to_std()
+            .with_context(|| format!("the metrics clock is at {now}, past {t}"))?;
+        metrics_clock.advance(by);
+        Ok(t)
+    };
+    for k in 0..5 {
+        move_to(minute(k))?;
+        let before = spent();
+        for _ in 0..10 {
+            reconcile().await?;
+            if spent() - before > 90.0 {
+                break;
+            }
+        }
+        ensure!(
+            spent() - before > 60.0,
+            "minute {k}: only {}",
+            spent() - before
+        );
+        let burn = on_call
+            .evaluate(&h, move_to(minute(k) + Delta::seconds(30))?)
+            .await?;
+        let expected: &[State] = if k == 4 { &[State::Alarm] } else { &[] };
+        ensure!(
+            states_of(&burn, "canvas-quota-burn") == expected,
+            "minute {k}: {burn:?}"
+        );
+    }
+    // The hog stops: the next minute is under budget.
+    on_call
+        .expect(
+            &h,
+            move_to(minute(5) + Delta::seconds(30))?,
+            &[("canvas-quota-burn", State::Ok)],
+        )
+        .await?;
+
+    // The grant is revoked in Canvas.
     let secret = SecretReader::new(&h)?;
     let refresh_token = secret.read().await?["refresh_token"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-
     sim.revoke_grant(&refresh_token);
-    let err = h
-        .stack
-        .invoke("ReconcilerFunction", json!({"course_id": course}))
+    let err = reconcile()
         .await
         .expect_err("a revoked grant must fail the pass");
     ensure!(err.to_string().contains("revoked"), "{err}");
@@ -453,21 +563,48 @@ async fn a_revoked_grant_stops_every_call_and_raises_the_alert() -> Result<()> {
         "the secret does not record the revocation"
     );
     let calls = canvas_calls(&sim);
-    let err = h
-        .stack
-        .invoke("ReconcilerFunction", json!({"course_id": course}))
-        .await
-        .expect_err("still revoked");
+    let err = reconcile().await.expect_err("still revoked");
     ensure!(err.to_string().contains("revoked"), "{err}");
-    let health = h.stack.invoke("TokenKeeperFunction", json!({})).await;
+    let health = token_health(&h).await?;
     ensure!(
         canvas_calls(&sim) == calls,
         "Canvas was called after the revocation"
     );
     ensure!(
-        h.metric("CanvasTokenHealthy", &[]) == 0.0,
-        "token-keeper reported a revoked grant healthy: {health:?}"
+        health == Some(0.0),
+        "token-keeper reported a revoked grant as {health:?}"
     );
+    on_call
+        .expect(
+            &h,
+            h.stack.metrics_now(),
+            &[("canvas-token-unhealthy", State::Alarm)],
+        )
+        .await?;
+
+    // Re-authorised, as the runbook says: a new grant in the secret. Ten minutes on,
+    // token-keeper's report is healthy again and the alarm clears.
+    h.stack
+        .put_secret(CANVAS_SECRET, &credentials(&sim)?)
+        .await?;
+    metrics_clock.advance(Duration::from_secs(601));
+    ensure!(token_health(&h).await? == Some(1.0), "after re-authorising");
+    on_call
+        .expect(
+            &h,
+            h.stack.metrics_now(),
+            &[("canvas-token-unhealthy", State::Ok)],
+        )
+        .await?;
+
+    let messages = on_call.messages(&h).await?;
+    for alarm in ["canvas-quota-burn", "canvas-token-unhealthy"] {
+        ensure!(
+            messages_of(&messages, alarm) == ["OK", "ALARM", "OK"],
+            "{alarm} on the topic: {:?}",
+            messages_of(&messages, alarm)
+        );
+    }
     h.stop().await;
     sim.stop().await;
     Ok(())

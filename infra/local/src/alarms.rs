@@ -640,7 +640,10 @@ impl Alarms {
     /// The errors of each function since the last evaluation, stamped `at`.
     fn sample_errors(&mut self, at: DateTime<Utc>, errors: &BTreeMap<String, u64>) {
         for (function, &total) in errors {
-            let seen = self.errors_seen.insert(function.clone(), total).unwrap_or(0);
+            let seen = self
+                .errors_seen
+                .insert(function.clone(), total)
+                .unwrap_or(0);
             self.function_errors
                 .entry(function.clone())
                 .or_default()

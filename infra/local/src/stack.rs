@@ -185,16 +185,7 @@ impl LocalStack {
         let template = Template::load_repo()?;
         let deployed = provision(&template, &aws, &options.overrides).await?;
         for (logical_id, value) in &options.secrets {
-            let secret = deployed
-                .ref_value(logical_id)
-                .ok_or_else(|| StackError::Secret(format!("no {logical_id} in the template")))?;
-            aws_sdk_secretsmanager::Client::new(&aws)
-                .put_secret_value()
-                .secret_id(secret)
-                .secret_string(value.to_string())
-                .send()
-                .await
-                .map_err(|e| StackError::Secret(format!("storing {logical_id}: {e}")))?;
+            put_secret(&aws, &deployed, logical_id, value).await?;
         }
         let metrics = Arc::new(CollectingSink::with_clock(options.metrics_clock.clone()));
         let shutdown = ShutdownToken::new();
@@ -307,6 +298,16 @@ impl LocalStack {
             }
         }
         out
+    }
+
+    /// Puts a new value into the secret `logical_id`, as an operator does (e.g. a new grant
+    /// after re-authorising coursewire in Canvas).
+    pub async fn put_secret(
+        &self,
+        logical_id: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StackError> {
+        put_secret(&self.aws, &self.deployed, logical_id, value).await
     }
 
     /// The fault proxy in front of moto, when the stack was started with a fault plan.
@@ -422,4 +423,23 @@ impl LocalStack {
         }
         self.moto.stop();
     }
+}
+
+async fn put_secret(
+    aws: &SdkConfig,
+    deployed: &Deployed,
+    logical_id: &str,
+    value: &serde_json::Value,
+) -> Result<(), StackError> {
+    let secret = deployed
+        .ref_value(logical_id)
+        .ok_or_else(|| StackError::Secret(format!("no {logical_id} in the template")))?;
+    aws_sdk_secretsmanager::Client::new(aws)
+        .put_secret_value()
+        .secret_id(secret)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .map_err(|e| StackError::Secret(format!("storing {logical_id}: {e}")))?;
+    Ok(())
 }

@@ -74,7 +74,10 @@ impl TokenKeeper {
     /// metrics see it).
     pub async fn run(&self) -> Result<TokenHealth, CanvasError> {
         let metrics = Metrics::new(self.metrics.clone(), &self.function);
-        let result = self.tokens.valid_for(self.window).await;
+        let result = match self.tokens.reread().await {
+            Ok(()) => self.tokens.valid_for(self.window).await,
+            Err(e) => Err(e),
+        };
         let health = match result {
             Ok((token, refreshed)) => {
                 let seconds = (token.expires_at() - Utc::now()).num_seconds();

@@ -159,6 +159,26 @@ impl TokenSource {
         self.refresh(credentials, RefreshReason::Rejected).await
     }
 
+    /// Reads the credentials secret now, not trusting this process's cache: a grant another
+    /// function found revoked (`revoked_at`) is revoked here too, and a re-authorized one (a
+    /// new refresh token) resumes at once. For the health check, whose cached token would
+    /// otherwise look healthy for up to its whole lifetime after a revocation.
+    pub async fn reread(&self) -> Result<(), CanvasError> {
+        let credentials = self.load().await?;
+        let mut revoked = lock(&self.revoked);
+        if revoked
+            .as_ref()
+            .is_some_and(|r| digest(&credentials.refresh_token) != r.refresh_token_digest)
+        {
+            tracing::info!(
+                credentials = self.store.id(),
+                "the Canvas grant was re-authorized; resuming Canvas calls"
+            );
+            *revoked = None;
+        }
+        Ok(())
+    }
+
     /// Loads the secret; a grant another function found revoked stops this one too.
     async fn load(&self) -> Result<Credentials, CanvasError> {
         let credentials = self.store.load().await?;

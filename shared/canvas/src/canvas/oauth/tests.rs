@@ -280,6 +280,32 @@ async fn keeper_refreshes_within_its_window_and_reports_health() {
     assert_eq!(sink.values("CanvasTokenHealthy"), vec![1.0, 1.0, 0.0]);
 }
 
+#[tokio::test]
+async fn keeper_reads_a_revocation_another_function_recorded_despite_its_cached_token() {
+    let store = Arc::new(MemoryCredentialStore::new(credentials(Some(("t0", 600)))));
+    let endpoint = Arc::new(FakeEndpoint::ok());
+    let sink = Arc::new(CollectingSink::new());
+    let keeper = TokenKeeper::new(
+        source(store.clone(), endpoint.clone(), sink.clone()),
+        Duration::from_secs(900),
+        sink.clone(),
+        "token-keeper",
+    );
+    assert!(keeper.run().await.unwrap().healthy);
+    // The reconciler met invalid_grant and wrote it down; the keeper's token is still fresh.
+    let mut revoked = credentials(None);
+    revoked.revoked_at = Some(Utc::now());
+    store.replace(revoked);
+    let health = keeper.run().await.unwrap();
+    assert!(!health.healthy && health.revoked);
+    // Re-authorized: a new refresh token, no `revoked_at`.
+    let mut fresh = credentials(None);
+    fresh.refresh_token = "refresh-2".into();
+    store.replace(fresh);
+    assert!(keeper.run().await.unwrap().healthy);
+    assert_eq!(sink.values("CanvasTokenHealthy"), vec![1.0, 0.0, 1.0]);
+}
+
 #[test]
 fn debug_output_never_shows_secrets() {
     let c = credentials(Some(("very-secret-token", 10)));
