@@ -3,22 +3,27 @@
 //! crashed run's booking adopted, a recorder conflict surfaced), and `panopto-poller` turning
 //! what Panopto does into recording events on `recordings.fifo`: a completed recording with
 //! captions, a faulted recorder, a session renamed by a person, duplicate listings, and
-//! Panopto throttling and expiring its token mid-poll.
+//! Panopto throttling and expiring its token mid-poll. Last, an administrator changes the
+//! SOAP user's password in Panopto: the poller is refused, the Panopto token alarm pages on
+//! call, and clears once the new password is in the credentials secret.
 
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Duration as Delta, Timelike, Utc};
 use coursewire_live_events::catalog::DynamoCatalog;
+use coursewire_local::alarms::State;
 use coursewire_local::campus::{
     self, Campus, Room, department_rule, panopto_client, panopto_credentials,
 };
+use coursewire_local::clock::SimulatedTime;
 use coursewire_local::stack::StackOptions;
 use coursewire_panopto::{Panopto, ScheduledRecordingCreate};
 use coursewire_simulators::panopto::{
-    PanoptoSim, PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
+    DEFAULT_SOAP_USER, PanoptoSim, PanoptoSimConfig, SOAP_GET_SESSIONS_BY_ID, TOKEN_ENDPOINT,
 };
 use coursewire_teaching::import::{ImportFiles, Importer};
 use coursewire_teaching::sections::CatalogDirectory;
 use coursewire_teaching::{DynamoTeachingStore, TeachingStore};
+use coursewire_tests::on_call::{OnCall, messages_of};
 use coursewire_tests::{Harness, local_day, take_queued};
 use serde_json::json;
 use std::time::Duration;
@@ -139,6 +144,9 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
         StackOptions::default()
             .pause(POLLER)
             .pause(SCHEDULER)
+            // Metrics are stamped on Panopto's clock, so the token alarm's five minutes pass
+            // when the test moves it on.
+            .metrics_clock(SimulatedTime(sim.clock()))
             // Its Panopto calls would join the counts asserted here (sla_e2e drives it).
             .pause("SlaMonitorFunction")
             // This test reads recordings.fifo itself (publishing_e2e consumes it).
@@ -379,6 +387,57 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
     // Nothing changed: nothing new.
     let quiet = h.stack.invoke(POLLER, json!({})).await?;
     ensure!(quiet["events"] == 0, "{quiet}");
+
+    // The SOAP user's password is changed in Panopto: the poller is refused and the Panopto
+    // token alarm pages; with the new password in the secret, it clears.
+    let mut on_call = OnCall::subscribe(&h).await?;
+    let health = || {
+        h.stack
+            .metrics
+            .values("PanoptoTokenHealthy")
+            .last()
+            .copied()
+    };
+    ensure!(health() == Some(1.0), "healthy before: {:?}", health());
+    on_call
+        .expect(
+            &h,
+            h.stack.metrics_now(),
+            &[("panopto-token-unhealthy", State::Ok)],
+        )
+        .await?;
+    let new_password = sim
+        .change_soap_password(DEFAULT_SOAP_USER)
+        .context("no such SOAP user")?;
+    let refused = h.stack.invoke(POLLER, json!({})).await;
+    ensure!(health() == Some(0.0), "refused: {refused:?}");
+    on_call
+        .expect(
+            &h,
+            h.stack.metrics_now(),
+            &[("panopto-token-unhealthy", State::Alarm)],
+        )
+        .await?;
+    let mut credentials = panopto_credentials(&sim);
+    credentials["soap_password"] = json!(new_password);
+    h.stack
+        .put_secret("PanoptoCredentialsSecret", &credentials)
+        .await?;
+    sim.advance(Duration::from_secs(301));
+    h.stack.invoke(POLLER, json!({})).await?;
+    ensure!(health() == Some(1.0), "healthy again: {:?}", health());
+    on_call
+        .expect(
+            &h,
+            h.stack.metrics_now(),
+            &[("panopto-token-unhealthy", State::Ok)],
+        )
+        .await?;
+    let messages = on_call.messages(&h).await?;
+    ensure!(
+        messages_of(&messages, "panopto-token-unhealthy") == ["OK", "ALARM", "OK"],
+        "{messages:?}"
+    );
 
     let queue = h.queue("RecordingsQueue")?;
     let queued = take_queued(&h.sqs, queue).await?;

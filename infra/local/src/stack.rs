@@ -102,6 +102,12 @@ impl StackOptions {
         self
     }
 
+    /// Stamps the emitted metrics with `clock` (see [`Self::metrics_clock`]).
+    pub fn metrics_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.metrics_clock = Arc::new(clock);
+        self
+    }
+
     /// Does not start the event sources of `logical_id` (e.g. `ProcessorFunction`).
     pub fn pause(mut self, logical_id: &str) -> Self {
         self.paused.push(logical_id.to_string());

@@ -402,6 +402,14 @@ impl HttpPanopto {
                     if call.is_soap()
                         && let Some(fault) = soap::fault(&body)
                     {
+                        if fault.is_authentication_failure() {
+                            self.note(|s| s.unauthorized += 1);
+                            self.tokens.forget_credentials();
+                            return Err(PanoptoError::Unauthorized(format!(
+                                "Panopto refused the SOAP user's credentials: {}",
+                                fault.message
+                            )));
+                        }
                         self.note(|s| s.client_error += 1);
                         tracing::warn!(path = call.path, code = fault.code, "Panopto SOAP fault");
                         return Err(PanoptoError::Soap(fault));

@@ -105,6 +105,16 @@ impl SoapFault {
         let local = self.code.rsplit(':').next().unwrap_or(&self.code);
         matches!(local, "Server" | "Receiver" | "InternalServiceFault")
     }
+
+    /// Panopto refused the `AuthenticationInfo` (a changed or wrong SOAP password): the
+    /// credentials need a person, as a refused OAuth client does.
+    pub fn is_authentication_failure(&self) -> bool {
+        let local = self.code.rsplit(':').next().unwrap_or(&self.code);
+        let message = self.message.to_ascii_lowercase();
+        matches!(local, "FailedAuthentication" | "InvalidSecurity")
+            || message.contains("authentication failed")
+            || message.contains("unauthorized")
+    }
 }
 
 /// The `AuthenticationInfo` every SOAP call carries (user key and password).
@@ -340,6 +350,24 @@ pub(crate) fn decode_done(body: &[u8], call: SoapCall) -> Result<(), PanoptoErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_a_refused_authentication_from_other_faults() {
+        let fault = |code: &str, message: &str| SoapFault {
+            code: code.into(),
+            message: message.into(),
+        };
+        assert!(
+            fault(
+                "s:Client",
+                "Authentication failed: the user key or password is not valid"
+            )
+            .is_authentication_failure()
+        );
+        assert!(fault("a:FailedAuthentication", "").is_authentication_failure());
+        assert!(!fault("s:Client", "Invalid session id").is_authentication_failure());
+        assert!(!fault("s:Server", "Object reference not set").is_authentication_failure());
+    }
 
     #[test]
     fn writes_an_escaped_envelope_panopto_can_read() {

@@ -169,6 +169,12 @@ impl TokenSource {
         self.load().await
     }
 
+    /// Panopto refused the credentials themselves (the SOAP password): the next call reads
+    /// the secret again, so a person's fix is picked up without a cold start.
+    pub fn forget_credentials(&self) {
+        *lock(&self.credentials) = None;
+    }
+
     async fn load(&self) -> Result<Arc<PanoptoCredentials>, PanoptoError> {
         let credentials = Arc::new(self.store.load().await?);
         *lock(&self.credentials) = Some(credentials.clone());

@@ -301,19 +301,19 @@ async fn states_come_from_one_soap_call_however_many_sessions_are_due() {
     assert_eq!(sim.stats().count(SOAP_GET_SESSIONS_BY_ID), 2);
     assert!(panopto.session_states(&[]).await.unwrap().is_empty());
 
-    // Bad SOAP credentials are a SOAP fault, not retried.
+    // Bad SOAP credentials are refused credentials (the token alarm's business), not retried.
     let wrong = client_with(PanoptoCredentials {
         soap_password: Some("wrong".into()),
         ..credentials(&sim)
     });
     match wrong.session_states(&sessions).await {
-        Err(PanoptoError::Soap(fault)) => {
-            assert_eq!(fault.code, "s:Client");
-            assert!(!fault.is_server_fault());
+        Err(PanoptoError::Unauthorized(message)) => {
+            assert!(message.contains("SOAP user"), "{message}");
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(wrong.stats().soap_requests, 1);
+    assert_eq!(wrong.stats().unauthorized, 1);
     let no_soap = client_with(PanoptoCredentials {
         soap_username: None,
         ..credentials(&sim)

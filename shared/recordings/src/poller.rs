@@ -304,6 +304,14 @@ impl Poller {
         })
     }
 
+    /// A tick now, whichever way it was started, with the token's health recorded: an
+    /// operator's poll after re-entering credentials is what clears the alarm.
+    async fn tick_reporting_health(&self) -> Result<TickReport, PollError> {
+        let result = self.tick(Utc::now()).await;
+        self.token_health(&result);
+        result
+    }
+
     /// `PanoptoTokenHealthy`: 0 when Panopto refused coursewire's credentials (a revoked
     /// API client, a changed SOAP password), 1 when a tick's calls went through; nothing
     /// when the tick called nothing. The Panopto token alarm watches it.
@@ -336,9 +344,7 @@ impl Poller {
 #[async_trait::async_trait]
 impl ScheduleHandler for Poller {
     async fn handle(&self, _input: Option<serde_json::Value>) -> Result<(), HandlerError> {
-        let result = self.tick(Utc::now()).await;
-        self.token_health(&result);
-        let report = result?;
+        let report = self.tick_reporting_health().await?;
         tracing::info!(
             watched = report.watched,
             events = report.events,
@@ -354,6 +360,6 @@ impl ScheduleHandler for Poller {
 #[async_trait::async_trait]
 impl InvokeHandler for Poller {
     async fn invoke(&self, _event: serde_json::Value) -> Result<serde_json::Value, HandlerError> {
-        Ok(serde_json::to_value(self.tick(Utc::now()).await?)?)
+        Ok(serde_json::to_value(self.tick_reporting_health().await?)?)
     }
 }

@@ -94,11 +94,7 @@ impl Tokens {
     /// from now on and the tokens issued with it stop working. `None` for an unknown client.
     pub(crate) fn regenerate_secret(&mut self, client_id: &str) -> Option<String> {
         let secret = self.clients.get_mut(client_id)?;
-        *secret = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
+        *secret = new_secret();
         let secret = secret.clone();
         self.issued.retain(|_, t| t.client_id != client_id);
         Some(secret)
@@ -110,6 +106,15 @@ impl Tokens {
             token.expires_at = token.expires_at.min(now);
         }
     }
+}
+
+/// A fresh credential, as Panopto's admin pages generate one.
+pub(crate) fn new_secret() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]

@@ -81,11 +81,12 @@ struct Faults {
 
 /// State shared by every handler.
 pub(crate) struct App {
-    pub(crate) config: PanoptoSimConfig,
     pub(crate) base_url: String,
     pub(crate) clock: Arc<SimClock>,
     world: Mutex<World>,
     pub(crate) tokens: Mutex<Tokens>,
+    /// SOAP users' passwords by user key (an administrator may change one).
+    pub(crate) soap_users: Mutex<BTreeMap<String, String>>,
     pub(crate) throttle: Mutex<Throttle>,
     pub(crate) stats: Mutex<PanoptoStats>,
     faults: Mutex<Faults>,
@@ -169,6 +170,7 @@ impl PanoptoSim {
             clock: Arc::new(SimClock::new(config.start, config.time_scale)),
             world: Mutex::new(World::new(providers, timings)),
             tokens: Mutex::new(Tokens::new(&config.clients, config.token_lifetime)),
+            soap_users: Mutex::new(config.soap_users.iter().cloned().collect()),
             throttle: Mutex::new(Throttle::new(config.budget)),
             stats: Mutex::new(PanoptoStats::default()),
             faults: Mutex::new(Faults {
@@ -176,7 +178,6 @@ impl PanoptoSim {
                 status: 503,
                 latency: config.latency,
             }),
-            config,
         });
         let router = router(Arc::clone(&app));
         Ok(Self {
@@ -228,6 +229,16 @@ impl PanoptoSim {
     /// the new secret (`None` for an unknown client).
     pub fn regenerate_client_secret(&self, client_id: &str) -> Option<String> {
         lock(&self.app.tokens).regenerate_secret(client_id)
+    }
+
+    /// Someone changes the SOAP user's password in Panopto: coursewire's SOAP calls fail
+    /// authentication until the new password is put in. Returns the new password (`None`
+    /// for an unknown user).
+    pub fn change_soap_password(&self, user_key: &str) -> Option<String> {
+        let mut users = lock(&self.app.soap_users);
+        let password = users.get_mut(user_key)?;
+        *password = super::oauth::new_secret();
+        Some(password.clone())
     }
 
     /// The next `n` API requests (REST or SOAP) answer 429 with this `Retry-After`.

@@ -148,11 +148,7 @@ fn handle(app: &App, service: Service, headers: &HeaderMap, body: &[u8]) -> Resp
         Ok(request) => request,
         Err(message) => return fault(app, ("s", SOAP_ENV, "Client"), &message),
     };
-    let known = app
-        .config
-        .soap_users
-        .iter()
-        .any(|(user, password)| *user == request.user_key && *password == request.password);
+    let known = lock(&app.soap_users).get(&request.user_key) == Some(&request.password);
     if !known {
         return fault(
             app,

@@ -182,69 +182,6 @@ impl Metrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Capture(Mutex<Vec<MetricSet>>);
-    impl MetricsSink for Capture {
-        fn publish(&self, sets: Vec<MetricSet>) {
-            self.0.lock().unwrap().extend(sets);
-        }
-    }
-
-    #[test]
-    fn counts_add_up_and_dimensions_split_lines() {
-        let sink = Arc::new(Capture(Mutex::new(vec![])));
-        let m = Metrics::new(sink.clone(), "ingest-sqs");
-        m.count("EventsAccepted", &[("Source", "sqs")], 2);
-        m.count("EventsAccepted", &[("Source", "sqs")], 3);
-        m.count(
-            "EventsRejected",
-            &[("Source", "sqs"), ("Reason", "invalid_json")],
-            1,
-        );
-        m.record(
-            "IngestLatency",
-            &[("Source", "sqs")],
-            Unit::Milliseconds,
-            4.0,
-        );
-        m.record(
-            "IngestLatency",
-            &[("Source", "sqs")],
-            Unit::Milliseconds,
-            6.0,
-        );
-        m.flush();
-        let sets = sink.0.lock().unwrap().clone();
-        assert_eq!(sets.len(), 2);
-        let plain = sets
-            .iter()
-            .find(|s| s.dimension("Reason").is_none())
-            .unwrap();
-        assert_eq!(plain.sum("EventsAccepted"), 5.0);
-        assert_eq!(
-            plain
-                .metrics
-                .iter()
-                .find(|m| m.name == "IngestLatency")
-                .unwrap()
-                .values,
-            vec![4.0, 6.0]
-        );
-        let line = emf_line(plain, 1);
-        assert_eq!(
-            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            json!(["Function", "Source"])
-        );
-        assert_eq!(line["EventsAccepted"], json!(5.0));
-        assert_eq!(line["Function"], json!("ingest-sqs"));
-        m.flush();
-        assert_eq!(sink.0.lock().unwrap().len(), 2, "flush resets");
-    }
-}
-
 /// Keeps every published metric set in memory: the local runner's summary and the tests read
 /// the same metrics the functions emit in production.
 pub struct CollectingSink {
@@ -367,5 +304,68 @@ impl MetricsSink for CollectingSink {
     fn publish(&self, sets: Vec<MetricSet>) {
         let now = self.clock.now();
         self.with_sets_mut(|all| all.extend(sets.into_iter().map(|set| (now, set))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Capture(Mutex<Vec<MetricSet>>);
+    impl MetricsSink for Capture {
+        fn publish(&self, sets: Vec<MetricSet>) {
+            self.0.lock().unwrap().extend(sets);
+        }
+    }
+
+    #[test]
+    fn counts_add_up_and_dimensions_split_lines() {
+        let sink = Arc::new(Capture(Mutex::new(vec![])));
+        let m = Metrics::new(sink.clone(), "ingest-sqs");
+        m.count("EventsAccepted", &[("Source", "sqs")], 2);
+        m.count("EventsAccepted", &[("Source", "sqs")], 3);
+        m.count(
+            "EventsRejected",
+            &[("Source", "sqs"), ("Reason", "invalid_json")],
+            1,
+        );
+        m.record(
+            "IngestLatency",
+            &[("Source", "sqs")],
+            Unit::Milliseconds,
+            4.0,
+        );
+        m.record(
+            "IngestLatency",
+            &[("Source", "sqs")],
+            Unit::Milliseconds,
+            6.0,
+        );
+        m.flush();
+        let sets = sink.0.lock().unwrap().clone();
+        assert_eq!(sets.len(), 2);
+        let plain = sets
+            .iter()
+            .find(|s| s.dimension("Reason").is_none())
+            .unwrap();
+        assert_eq!(plain.sum("EventsAccepted"), 5.0);
+        assert_eq!(
+            plain
+                .metrics
+                .iter()
+                .find(|m| m.name == "IngestLatency")
+                .unwrap()
+                .values,
+            vec![4.0, 6.0]
+        );
+        let line = emf_line(plain, 1);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["Function", "Source"])
+        );
+        assert_eq!(line["EventsAccepted"], json!(5.0));
+        assert_eq!(line["Function"], json!("ingest-sqs"));
+        m.flush();
+        assert_eq!(sink.0.lock().unwrap().len(), 2, "flush resets");
     }
 }
