@@ -123,9 +123,8 @@ async fn serve_function_url(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
 
-    add(&state.counters.invocations, 1);
     let (parts, body) = request.into_parts();
-    // Refused by the URL before the function runs: not a function error.
+    // Refused by the URL before the function runs: neither an invocation nor an error.
     let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
         return (
             http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -133,6 +132,7 @@ async fn serve_function_url(
         )
             .into_response();
     };
+    add(&state.counters.invocations, 1);
     let request = http::Request::from_parts(parts, body);
     let outcome = tokio::time::timeout(
         state.timeout,
