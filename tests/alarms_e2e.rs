@@ -359,9 +359,8 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
     let (_, examples) = load_examples()?;
     let published = || h.stack.metrics.values("PropagationLatency").len();
     on_call
-        .expect(
+        .expect_now(
             &h,
-            h.stack.metrics_now(),
             &[
                 ("propagation-p99", State::Ok),
                 ("https-ingest-failing", State::Ok),
@@ -391,11 +390,7 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
     )
     .await?;
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("propagation-p99", State::Alarm)],
-        )
+        .expect_now(&h, &[("propagation-p99", State::Alarm)])
         .await?;
 
     // EventBridge recovers; five minutes on, changes are prompt again.
@@ -414,7 +409,7 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
     )
     .await?;
     on_call
-        .expect(&h, h.stack.metrics_now(), &[("propagation-p99", State::Ok)])
+        .expect_now(&h, &[("propagation-p99", State::Ok)])
         .await?;
 
     // The inbox table fails (DynamoDB 500s through the SDK's retries): the ingest answers
@@ -437,11 +432,7 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
     let statuses = deliver(&h, &refused).await?;
     ensure!(statuses.iter().all(|s| *s >= 500), "{statuses:?}");
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("https-ingest-failing", State::Alarm)],
-        )
+        .expect_now(&h, &[("https-ingest-failing", State::Alarm)])
         .await?;
 
     // The table turns slow instead: each delivery outlives the function's 10 s timeout, and
@@ -463,11 +454,7 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
         "timed-out deliveries"
     );
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("https-ingest-errors", State::Alarm)],
-        )
+        .expect_now(&h, &[("https-ingest-errors", State::Alarm)])
         .await?;
 
     // The table recovers; five minutes on, both clear.
@@ -478,9 +465,8 @@ async fn ingest_and_propagation_alarms_fire_on_their_faults_and_clear() -> Resul
         "redelivered after the recovery"
     );
     on_call
-        .expect(
+        .expect_now(
             &h,
-            h.stack.metrics_now(),
             &[
                 ("https-ingest-failing", State::Ok),
                 ("https-ingest-errors", State::Ok),

@@ -400,11 +400,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
     };
     ensure!(health() == Some(1.0), "healthy before: {:?}", health());
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("panopto-token-unhealthy", State::Ok)],
-        )
+        .expect_now(&h, &[("panopto-token-unhealthy", State::Ok)])
         .await?;
     let new_password = sim
         .change_soap_password(DEFAULT_SOAP_USER)
@@ -412,11 +408,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
     let refused = h.stack.invoke(POLLER, json!({})).await;
     ensure!(health() == Some(0.0), "refused: {refused:?}");
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("panopto-token-unhealthy", State::Alarm)],
-        )
+        .expect_now(&h, &[("panopto-token-unhealthy", State::Alarm)])
         .await?;
     let mut credentials = panopto_credentials(&sim);
     credentials["soap_password"] = json!(new_password);
@@ -427,11 +419,7 @@ async fn lectures_are_booked_once_and_their_recordings_become_ordered_events() -
     h.stack.invoke(POLLER, json!({})).await?;
     ensure!(health() == Some(1.0), "healthy again: {:?}", health());
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("panopto-token-unhealthy", State::Ok)],
-        )
+        .expect_now(&h, &[("panopto-token-unhealthy", State::Ok)])
         .await?;
     let messages = on_call.messages(&h).await?;
     ensure!(

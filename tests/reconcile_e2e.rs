@@ -575,11 +575,7 @@ async fn a_quota_hog_and_a_revoked_grant_page_on_call_and_clear() -> Result<()> 
         "token-keeper reported a revoked grant as {health:?}"
     );
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("canvas-token-unhealthy", State::Alarm)],
-        )
+        .expect_now(&h, &[("canvas-token-unhealthy", State::Alarm)])
         .await?;
 
     // Re-authorised, as the runbook says: a new grant in the secret. Ten minutes on,
@@ -590,11 +586,7 @@ async fn a_quota_hog_and_a_revoked_grant_page_on_call_and_clear() -> Result<()> 
     metrics_clock.advance(Duration::from_secs(601));
     ensure!(token_health(&h).await? == Some(1.0), "after re-authorising");
     on_call
-        .expect(
-            &h,
-            h.stack.metrics_now(),
-            &[("canvas-token-unhealthy", State::Ok)],
-        )
+        .expect_now(&h, &[("canvas-token-unhealthy", State::Ok)])
         .await?;
 
     let messages = on_call.messages(&h).await?;

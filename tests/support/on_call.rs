@@ -66,6 +66,17 @@ impl OnCall {
         Ok(transitions)
     }
 
+    /// [`OnCall::expect`] at the metrics' "now" ([`LocalStack::metrics_now`]).
+    ///
+    /// [`LocalStack::metrics_now`]: coursewire_local::stack::LocalStack::metrics_now
+    pub async fn expect_now(
+        &mut self,
+        h: &Harness,
+        expected: &[(&str, State)],
+    ) -> Result<Vec<Transition>> {
+        self.expect(h, h.stack.metrics_now(), expected).await
+    }
+
     /// The alarm messages on the subscribed queue (each read once), in the order of their
     /// `StateChangeTime`: waits until one has arrived for every delivered state change.
     pub async fn messages(&self, h: &Harness) -> Result<Vec<Value>> {
